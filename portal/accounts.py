@@ -1,0 +1,114 @@
+"""Partner accounts: sign-up, log-in, passwords.
+
+Passwords go through passlib's CryptContext with argon2 first; a hash made under an older
+policy is replaced on the next successful log-in.
+"""
+
+from __future__ import annotations
+
+import re
+
+import peewee
+from passlib.context import CryptContext
+
+from portal import audit
+from portal.config import current_settings
+from portal.db import database
+from portal.models import Invite, Partner, User, utcnow
+
+PASSWORD_MIN_LENGTH = 10
+PASSWORD_MAX_LENGTH = 256
+BUSINESS_NAME_MAX = 120
+EMAIL_MAX = 254
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+passwords = CryptContext(schemes=["argon2", "bcrypt_sha256"], deprecated="auto")
+# A hash to verify against when the email is unknown, so both paths take as long.
+_DUMMY_HASH = passwords.hash("not a real password, only for timing")
+
+
+class AccountError(ValueError):
+    """A sign-up or log-in problem; `field` names the form field it belongs to."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def normalise_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if not email:
+        raise AccountError("Enter your email address.", "email")
+    if len(email) > EMAIL_MAX or not _EMAIL_RE.match(email):
+        raise AccountError("Enter a valid email address, like name@example.com.", "email")
+    return email
+
+
+def check_password_policy(password: str) -> None:
+    if len(password or "") < PASSWORD_MIN_LENGTH:
+        raise AccountError(f"Use at least {PASSWORD_MIN_LENGTH} characters for your password.", "password")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise AccountError(f"Use at most {PASSWORD_MAX_LENGTH} characters for your password.", "password")
+
+
+def create_partner_account(business_name: str, email: str, password: str, *, via: str = "signup") -> User:
+    """Create a partner organisation and its first user, the owner.
+
+    Raises AccountError for a bad field or an email that already has an account.
+    """
+    business_name = " ".join((business_name or "").split())
+    if not business_name:
+        raise AccountError("Enter your business name.", "business_name")
+    if len(business_name) > BUSINESS_NAME_MAX:
+        raise AccountError(f"Use at most {BUSINESS_NAME_MAX} characters for the business name.", "business_name")
+    email = normalise_email(email)
+    check_password_policy(password)
+    settings = current_settings()
+    invite = None
+    if settings.signup == "invite" and via == "signup":
+        invite = Invite.get_or_none((Invite.email == email) & (Invite.used_at.is_null()))
+        if invite is None:
+            raise AccountError("Sign-up is by invitation on this platform; ask the operator to invite this email.", "email")
+    password_hash = passwords.hash(password)
+    try:
+        with database.atomic():
+            partner = Partner.create(name=business_name)
+            user = User.create(partner=partner, email=email, password_hash=password_hash, role="owner")
+            if invite is not None:
+                Invite.update(used_at=utcnow()).where(Invite.id == invite.id).execute()
+            audit.record("account.signup" if via == "signup" else "account.created", user=user, detail=f"via {via}")
+    except peewee.IntegrityError:
+        raise AccountError("An account with this email already exists. Log in instead.", "email") from None
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user whose password matches, or None (and an audit record of the failure)."""
+    try:
+        email = normalise_email(email)
+    except AccountError:
+        email = (email or "").strip().lower()[:EMAIL_MAX]
+        user = None
+    else:
+        user = User.get_or_none(User.email == email)
+    if user is None:
+        passwords.verify(password or "", _DUMMY_HASH)
+        audit.record("login.failed", actor=email or "anonymous", detail="unknown email")
+        return None
+    ok, new_hash = passwords.verify_and_update(password or "", user.password_hash)
+    if not ok:
+        audit.record("login.failed", user=user, detail="wrong password")
+        return None
+    fields = {"last_login_at": utcnow()}
+    if new_hash:
+        fields["password_hash"] = new_hash
+    User.update(**fields).where(User.id == user.id).execute()
+    return user
+
+
+def invite_email(email: str) -> Invite:
+    """Allow `email` to sign up while LOYALTY_SIGNUP=invite."""
+    email = normalise_email(email)
+    invite, _ = Invite.get_or_create(email=email)
+    audit.record("invite.created", actor="cli", target=email)
+    return invite

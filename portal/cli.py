@@ -1,0 +1,200 @@
+"""`loyalty-portal`: serve, migrate, and create partners, applications and keys."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+
+import click
+
+from portal.config import ConfigError
+
+
+def _app():
+    """The app for a command, or a one-line error and exit status 2."""
+    from portal import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _fail(message: str):
+    raise click.ClickException(message)
+
+
+def _emit(data: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="loyalty-portal")
+def main():
+    """The Loyalty Partner Platform: partner portal and signed loyalty API.
+
+    Configuration comes from LOYALTY_* environment variables (and a .env file in the
+    working folder); nothing is required for a first run.
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+def serve(host, port, workers, threads):
+    """Run the portal and API under gunicorn (a production WSGI server).
+
+    Creates or upgrades the database first, so a fresh machine needs nothing else.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    from portal import db
+
+    app = _app()
+    applied = _run_migrations(app)
+    if applied:
+        click.echo(f"Database migrated: {', '.join(applied)}")
+    db.database.close()  # each worker opens its own connections after the fork
+    click.echo(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
+            self.cfg.set("accesslog", None)  # the app logs each API request itself
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)
+
+        def load(self):
+            return app
+
+    Server().run()
+
+
+def _run_migrations(app) -> list[str]:
+    from portal import db
+
+    try:
+        with app.app_context():
+            return db.migrate()
+    except Exception as exc:  # an unreachable database or a bad URL: one line, no traceback
+        _fail(f"cannot migrate the database: {_one_line(exc)}")
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+@main.command()
+def migrate():
+    """Create or upgrade the database schema (safe to run twice)."""
+    applied = _run_migrations(_app())
+    click.echo(f"Applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "Database is up to date.")
+
+
+@main.command("create-user")
+@click.option("--email", required=True, help="Log-in email of the partner's owner.")
+@click.option("--business", required=True, help="The partner's business name.")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def create_user(email, business, password_stdin, as_json):
+    """Create a partner account (organisation and owner user)."""
+    from portal.accounts import AccountError, create_partner_account
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        try:
+            user = create_partner_account(business, email, password, via="cli")
+        except AccountError as exc:
+            _fail(str(exc))
+        _emit({"email": user.email, "business": user.partner.name}, as_json,
+              [f"Created {user.email} for {user.partner.name}."])
+
+
+@main.command("create-app")
+@click.option("--owner", required=True, help="Email of an existing partner user.")
+@click.option("--name", required=True, help="Application name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: app_id, app_secret.")
+def create_app_command(owner, name, as_json):
+    """Create an application; prints its App ID and App Secret (shown once)."""
+    from portal.applications import CredentialError, create_application
+    from portal.models import User
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        user = User.get_or_none(User.email == owner.strip().lower())
+        if user is None:
+            _fail(f"no user with email {owner}")
+        try:
+            application, secret = create_application(user.partner, name, by=user)
+        except CredentialError as exc:
+            _fail(str(exc))
+        _emit({"app_id": application.app_id, "app_secret": secret}, as_json,
+              [f"App ID:     {application.app_id}", f"App Secret: {secret}",
+               "The App Secret is shown once; store it now."])
+
+
+@main.command("create-key")
+@click.option("--app", "app_id", required=True, help="App ID the key belongs to.")
+@click.option("--mode", required=True, type=click.Choice(["test", "prod"]), help="Key mode.")
+@click.option("--scope", "scopes", multiple=True, required=True, help="A scope; repeat for more.")
+@click.option("--name", default="CLI key", show_default=True, help="Key name.")
+@click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None, help="Expire after D days (default never).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: api_key, mode, scopes.")
+def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
+    """Create an API key; prints it once."""
+    from portal.applications import CredentialError, issue_api_key
+    from portal.models import Application
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        application = Application.get_or_none(Application.app_id == app_id)
+        if application is None:
+            _fail(f"no application with App ID {app_id}")
+        expires = timedelta(days=expires_in_days) if expires_in_days else None
+        try:
+            key, plaintext = issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires)
+        except CredentialError as exc:
+            _fail(str(exc))
+        _emit({"api_key": plaintext, "mode": key.mode, "scopes": key.scope_list}, as_json,
+              [f"API key: {plaintext}", f"Mode:    {key.mode}", f"Scopes:  {' '.join(key.scope_list)}",
+               "The key is shown once; store it now."])
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: email, password, app_id, app_secret, test_key, prod_key.")
+def demo(as_json):
+    """Create a demo partner with a program, an application and a test and a prod key."""
+    from portal.demo import create_demo
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        creds = create_demo()
+    _emit(creds, as_json, [
+        "Demo partner ready. Log in at /login with:",
+        f"  Email:      {creds['email']}",
+        f"  Password:   {creds['password']}",
+        f"App ID:       {creds['app_id']}",
+        f"App Secret:   {creds['app_secret']}",
+        f"Test key:     {creds['test_key']}",
+        f"Prod key:     {creds['prod_key']}",
+    ])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

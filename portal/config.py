@@ -1,0 +1,124 @@
+"""Settings from the environment (and a `.env` file in the working folder).
+
+Nothing is required for a first run: the data dir defaults to ./instance, the database to
+a SQLite file inside it, and the server's own secrets (session key, encryption key, API
+key pepper) are generated once into the data dir so that a restart keeps sessions valid
+and stored App Secrets readable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from dotenv import load_dotenv
+
+SIGNUP_MODES = ("open", "invite")
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message is one line meant for the operator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    encryption_keys: tuple[str, ...]
+    key_pepper: bytes
+    signup: str = "open"
+    smtp_url: str | None = None
+    sms_webhook: str | None = None
+    mail_from: str = "loyalty@localhost"
+    extra: dict = field(default_factory=dict)
+
+
+def _generated_once(data_dir: Path, name: str, make) -> str:
+    """Read a secret from the data dir, creating it (mode 0600) on first use."""
+    path = data_dir / name
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    value = make()
+    # O_EXCL: when several workers start at once, exactly one writes the file and the
+    # others read what it wrote.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def load_settings(overrides: dict | None = None) -> Settings:
+    """Build the settings from env vars, `.env` and `overrides` (tests pass a dict)."""
+    load_dotenv(Path.cwd() / ".env", override=False)
+    overrides = dict(overrides or {})
+
+    def get(name: str, default=None):
+        if name in overrides:
+            return overrides.pop(name)
+        return os.environ.get(f"LOYALTY_{name}", default)
+
+    data_dir = Path(get("DATA_DIR", "./instance")).expanduser().resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data dir {data_dir}: {exc.strerror}") from None
+
+    database_url = get("DATABASE_URL") or f"sqlite:///{data_dir / 'loyalty.db'}"
+    if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(
+            "LOYALTY_DATABASE_URL must start with sqlite:/// or postgresql:// "
+            f"(got {database_url.split(':', 1)[0]}:…)"
+        )
+
+    secret_key = get("SECRET_KEY") or _generated_once(
+        data_dir, "secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    raw_keys = get("ENCRYPTION_KEY") or _generated_once(
+        data_dir, "encryption_key", lambda: Fernet.generate_key().decode()
+    )
+    # Several comma-separated keys rotate the encryption key: the first encrypts, all decrypt.
+    encryption_keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
+    for key in encryption_keys:
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                "LOYALTY_ENCRYPTION_KEY must be one or more comma-separated Fernet keys "
+                "(32 url-safe base64-encoded bytes)"
+            ) from None
+    pepper = get("KEY_PEPPER") or _generated_once(
+        data_dir, "key_pepper", lambda: secrets.token_urlsafe(32)
+    )
+
+    signup = (get("SIGNUP", "open") or "open").lower()
+    if signup not in SIGNUP_MODES:
+        raise ConfigError("LOYALTY_SIGNUP must be 'open' or 'invite'")
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        secret_key=secret_key,
+        encryption_keys=encryption_keys,
+        key_pepper=pepper.encode(),
+        signup=signup,
+        smtp_url=get("SMTP_URL") or None,
+        sms_webhook=get("SMS_WEBHOOK") or None,
+        mail_from=get("MAIL_FROM", "loyalty@localhost"),
+        extra=overrides,
+    )
+
+
+def current_settings() -> Settings:
+    """The running app's settings (inside an app context)."""
+    from flask import current_app
+
+    return current_app.extensions["loyalty_settings"]

@@ -1,0 +1,19 @@
+"""Every model, importable from one place: `from portal.models import ApiKey`."""
+
+from portal.models.accounts import Application, ApiKey, AppSecret, AuditEvent, Invite, Partner, User
+from portal.models.base import MODES, BaseModel, isoformat, new_public_id, utcnow
+from portal.models.gate import IdempotencyRecord, Nonce
+from portal.models.loyalty import Claim, LedgerEntry, Member, Otp, OtpSend, Redemption, Referral, StampBalance
+from portal.models.program import Card, Program, Reward
+
+# In dependency order: what the initial migration creates.
+ALL_MODELS = [
+    Partner, User, Invite, Application, AppSecret, ApiKey, AuditEvent,
+    Card, Reward, Program,
+    Member, StampBalance, LedgerEntry, Redemption, Claim, Referral, Otp, OtpSend,
+    Nonce, IdempotencyRecord,
+]
+
+__all__ = [m.__name__ for m in ALL_MODELS] + [
+    "ALL_MODELS", "MODES", "BaseModel", "isoformat", "new_public_id", "utcnow",
+]

@@ -1,0 +1,39 @@
+"""The base model and the few field helpers every model shares."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import datetime, timezone
+
+import peewee
+
+from portal.db import database
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: every stored time is UTC, and naive on both engines."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_public_id(prefix: str, length: int = 20) -> str:
+    """A public, unguessable id such as `mem_4fQ…`: the API never shows row numbers."""
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with a `Z`, as every API response writes times."""
+    if value is None:
+        return None
+    return value.replace(microsecond=0).isoformat() + "Z"
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+MODES = ("test", "prod")

@@ -1,0 +1,1 @@
+"""The Loyalty Partner Platform SDK (skeleton)."""
