@@ -1,0 +1,258 @@
+"""The one gate in front of every /v1 endpoint (DESIGN.md §4).
+
+`verify_request` runs the checks in exactly the documented order and raises `ApiError`
+with the documented status and code at the first failure:
+
+1. no `Authorization` → 401 missing_api_key; wrong shape or checksum → 401 malformed_api_key
+2. unknown → 401 invalid_api_key; revoked → 401 revoked_api_key; past expiry → 401 expired_api_key
+3. no app id header → 401 missing_app_id; not the key's application → 401 app_mismatch
+4. no signature headers → 401 missing_signature; bad or out-of-window timestamp →
+   401 timestamp_out_of_range; wrong signature → 401 invalid_signature (with the
+   `canonical_string` the server signed); nonce seen → 401 replayed_request
+5. partner suspended or application disabled → 403 account_disabled
+
+and `require_scope` is check 6 (403 insufficient_scope with `required_scope`).
+
+Costs on the request path: one indexed query on the key's keyed hash (joined with its
+application and partner), one query for the application's valid secrets (decrypted once
+per process and cached by ciphertext), one INSERT into the nonce table (its unique index
+is what refuses a replay, in every process sharing the database), and at most about once
+a minute per key an UPDATE of `last_used_at`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from portal.api.errors import ApiError
+from portal.config import current_settings
+from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
+from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
+from portal.signing import NONCE_RE, TIMESTAMP_TOLERANCE, canonical_string, signature_matches
+
+LAST_USED_EVERY = timedelta(seconds=60)
+# A nonce must be remembered as long as a request carrying it could still pass the
+# timestamp check: a timestamp up to 300 s in the future stays valid for 600 s.
+NONCE_LIFETIME = timedelta(seconds=2 * TIMESTAMP_TOLERANCE + 5)
+NONCE_CLEANUP_EVERY = 30.0  # seconds between expired-nonce deletions in one process
+
+_TIMESTAMP_RE = re.compile(r"^-?[0-9]{1,15}$")
+_SIGNATURE_RE = re.compile(r"^v1=[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the verified key, its application and partner, and its mode."""
+
+    key: ApiKey
+    application: Application
+    partner_id: int
+    mode: str
+    scopes: frozenset
+
+    @property
+    def key_masked(self) -> str:
+        return self.key.masked
+
+
+def _unauthorized(code: str, message: str, **extra) -> ApiError:
+    return ApiError(401, code, message, **extra)
+
+
+# -- App Secrets, decrypted once per process ----------------------------------------------
+
+class _SecretCache:
+    """Plaintext App Secrets keyed by their ciphertext.
+
+    Safe to cache: a ciphertext always decrypts to the same secret, and which secrets are
+    *valid* is still read from the database on every request (so regeneration and the end
+    of a grace period take effect at once). Bounded so a huge install cannot grow it
+    without limit.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self):
+        self._plain: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def decrypt(self, ciphertext: str) -> str:
+        plain = self._plain.get(ciphertext)
+        if plain is None:
+            from portal.applications import secret_box
+
+            plain = secret_box().decrypt(ciphertext)
+            with self._lock:
+                if len(self._plain) >= self.MAX_ENTRIES:
+                    self._plain.clear()
+                self._plain[ciphertext] = plain
+        return plain
+
+
+_secrets = _SecretCache()
+
+
+def valid_secrets(application_id: int, now) -> list[str]:
+    """The App Secrets that verify signatures now (current, and one in its grace period)."""
+    rows = AppSecret.select(AppSecret.ciphertext).where(
+        (AppSecret.application == application_id)
+        & (AppSecret.expires_at.is_null() | (AppSecret.expires_at > now))
+    ).tuples()
+    return [_secrets.decrypt(ciphertext) for (ciphertext,) in rows]
+
+
+# -- last_used_at, written about once a minute ---------------------------------------------
+
+_last_used_written: dict[int, float] = {}
+
+
+def _touch_last_used(key: ApiKey, now) -> None:
+    """Record use without a write per request: skip while the stored value (or this
+    process's last write) is under a minute old; the conditional UPDATE keeps several
+    processes from all writing in the same minute."""
+    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_EVERY:
+        return
+    mono = time.monotonic()
+    if mono - _last_used_written.get(key.id, -1e9) < LAST_USED_EVERY.total_seconds():
+        return
+    _last_used_written[key.id] = mono
+    ApiKey.update(last_used_at=now).where(
+        (ApiKey.id == key.id)
+        & (ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < now - LAST_USED_EVERY))
+    ).execute()
+
+
+# -- nonces -------------------------------------------------------------------------------
+
+_next_cleanup = 0.0
+
+
+def _remember_nonce(application_id: int, nonce: str, now) -> bool:
+    """Store (application, nonce); False when it was already there (a replay)."""
+    global _next_cleanup
+    mono = time.monotonic()
+    if mono >= _next_cleanup:
+        # Jitter spreads the clean-ups of several processes apart.
+        _next_cleanup = mono + NONCE_CLEANUP_EVERY * (0.5 + random.random())
+        Nonce.delete().where(Nonce.expires_at < now).execute()
+    inserted = (
+        Nonce.insert(application=application_id, nonce=nonce, expires_at=now + NONCE_LIFETIME)
+        .on_conflict_ignore()
+        .as_rowcount()
+        .execute()
+    )
+    return inserted == 1
+
+
+# -- the gate -----------------------------------------------------------------------------
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, or None when there is no header."""
+    if authorization is None or not authorization.strip():
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("malformed_api_key",
+                            "The Authorization header must be `Bearer <api key>`.")
+    return token.strip()
+
+
+def find_key(plaintext: str) -> ApiKey | None:
+    """The key with its application and partner: one indexed equality on the keyed hash."""
+    key_hash = hash_api_key(plaintext, current_settings().key_pepper)
+    return (
+        ApiKey.select(ApiKey, Application, Partner)
+        .join(Application)
+        .join(Partner)
+        .where(ApiKey.key_hash == key_hash)
+        .first()
+    )
+
+
+def verify_request(method: str, path: str, query_string: str, body: bytes, headers) -> Caller:
+    """Checks 1–5 of DESIGN.md §4 in order; returns the Caller or raises ApiError.
+
+    `path` is the percent-decoded path as the WSGI server hands it over, `query_string`
+    the raw query, `body` the raw bytes, `headers` any case-insensitive mapping.
+    """
+    # 1. the key's presence and shape: no database work for garbage
+    token = bearer_token(headers.get("Authorization"))
+    if token is None:
+        raise _unauthorized("missing_api_key",
+                            "No API key: send `Authorization: Bearer <api key>`.")
+    try:
+        parse_api_key(token)
+    except MalformedApiKey as exc:
+        raise _unauthorized("malformed_api_key", f"Malformed API key: {exc}.") from None
+
+    # 2. the key itself
+    key = find_key(token)
+    now = utcnow()
+    if key is None:
+        raise _unauthorized("invalid_api_key", "Unknown API key.")
+    if key.revoked_at is not None:
+        raise _unauthorized("revoked_api_key", "This API key has been revoked.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise _unauthorized("expired_api_key", "This API key has expired; roll it or create a new one.")
+
+    # 3. the application
+    app_id = headers.get("X-Loyalty-App-Id")
+    if app_id is None or not app_id.strip():
+        raise _unauthorized("missing_app_id", "Send the App ID in the X-Loyalty-App-Id header.")
+    application = key.application
+    if not hmac.compare_digest(app_id.strip().encode("utf-8", "replace"), application.app_id.encode("ascii")):
+        raise _unauthorized("app_mismatch", "This API key does not belong to the application in X-Loyalty-App-Id.")
+
+    # 4. the signature
+    provided = headers.get("X-Loyalty-Signature")
+    nonce = headers.get("X-Loyalty-Nonce")
+    timestamp = headers.get("X-Loyalty-Timestamp")
+    if provided is None or nonce is None:
+        raise _unauthorized("missing_signature",
+                            "Sign the request: send X-Loyalty-Timestamp, X-Loyalty-Nonce and X-Loyalty-Signature.")
+    timestamp = (timestamp or "").strip()
+    if not _TIMESTAMP_RE.match(timestamp):
+        raise _unauthorized("timestamp_out_of_range",
+                            "X-Loyalty-Timestamp must be the current time in whole unix seconds.")
+    skew = int(timestamp) - int(time.time())
+    if abs(skew) > TIMESTAMP_TOLERANCE:
+        raise _unauthorized("timestamp_out_of_range",
+                            f"X-Loyalty-Timestamp is {abs(skew)} s {'ahead of' if skew > 0 else 'behind'} the "
+                            f"server's clock; at most {TIMESTAMP_TOLERANCE} s either way is accepted.")
+    canonical = canonical_string(method, path, query_string, body,
+                                 app_id=application.app_id, timestamp=timestamp, nonce=nonce)
+    if not NONCE_RE.match(nonce):
+        raise _unauthorized("invalid_signature",
+                            "X-Loyalty-Nonce must be 16-64 characters of A-Z, a-z, 0-9, _ and -.",
+                            canonical_string=canonical)
+    if not (_SIGNATURE_RE.match(provided.strip())
+            and signature_matches(valid_secrets(application.id, now), canonical, provided.strip())):
+        raise _unauthorized("invalid_signature",
+                            "The signature does not match. Compare canonical_string with the string you signed.",
+                            canonical_string=canonical)
+    if not _remember_nonce(application.id, nonce, now):
+        raise _unauthorized("replayed_request",
+                            "This nonce was already used; sign every request (and every retry) with a new one.")
+
+    # 5. the account
+    if not (key.application.partner.is_active and application.is_active):
+        raise ApiError(403, "account_disabled", "This partner account or application is disabled.")
+
+    _touch_last_used(key, now)
+    return Caller(key=key, application=application, partner_id=application.partner_id,
+                  mode=key.mode, scopes=frozenset(key.scope_list))
+
+
+def require_scope(caller: Caller, scope: str | None) -> None:
+    """Check 6: the key must carry the endpoint's scope (None: any valid key)."""
+    if scope is not None and scope not in caller.scopes:
+        raise ApiError(403, "insufficient_scope",
+                       f"This API key lacks the {scope} scope. Roll or create a key with it.",
+                       required_scope=scope)

@@ -1,0 +1,121 @@
+"""`Idempotency-Key` for every POST (DESIGN.md §5), kept in the IdempotencyRecord table so
+every server process agrees.
+
+- first use: a row is inserted `in_progress` (the unique index on (application, mode, key)
+  makes exactly one concurrent request win), the endpoint runs, and its response is stored;
+- the same key with the same method, path and body within 24 h: the stored response again,
+  with `Idempotent-Replayed: true`;
+- the same key with a different request: 409 `idempotency_key_reused`;
+- the same key while the first request still runs: 409 `idempotency_request_in_progress`.
+
+Responses with status >= 500 are not stored (the row is deleted), so a retry after a
+server error runs again. A row left `in_progress` by a crashed process is taken over after
+STALE_AFTER, long enough that no live request is still running (the server times out
+requests at 60 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from flask import Response
+
+from portal.api.errors import ApiError, invalid_request
+from portal.db import database
+from portal.models import IdempotencyRecord, utcnow
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+LIFETIME = timedelta(hours=24)
+STALE_AFTER = timedelta(seconds=90)
+MAX_KEY_LENGTH = 255
+
+
+def idempotency_key(headers) -> str | None:
+    """The header's value, None when absent; 400 when empty or too long."""
+    value = headers.get(HEADER)
+    if value is None:
+        return None
+    if not (1 <= len(value) <= MAX_KEY_LENGTH) or not value.isprintable():
+        raise invalid_request(f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable characters.", HEADER)
+    return value
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode("utf-8", "surrogateescape"), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def run_idempotent(caller, key: str, method: str, path: str, body: bytes, run) -> Response:
+    """Run `run()` (returning a Response) at most once for (application, mode, key)."""
+    print_ = fingerprint(method, path, body)
+    record = _claim(caller, key, print_)
+    if record is not None:
+        return _answer_existing(record, print_)
+    try:
+        response = run()
+    except BaseException:
+        _forget(caller, key)
+        raise
+    if response.status_code >= 500:
+        _forget(caller, key)
+        return response
+    IdempotencyRecord.update(
+        state="done", status_code=response.status_code, response_body=response.get_data(as_text=True),
+    ).where(_where(caller, key)).execute()
+    return response
+
+
+def _where(caller, key):
+    return ((IdempotencyRecord.application == caller.application.id)
+            & (IdempotencyRecord.mode == caller.mode) & (IdempotencyRecord.key == key))
+
+
+def _claim(caller, key: str, print_: str) -> IdempotencyRecord | None:
+    """Insert our in-progress row; None when we own the key now, else the existing row."""
+    for _ in range(3):
+        now = utcnow()
+        inserted = (
+            IdempotencyRecord.insert(
+                application=caller.application.id, mode=caller.mode, key=key, fingerprint=print_,
+                state="in_progress", created_at=now, expires_at=now + LIFETIME,
+            ).on_conflict_ignore().as_rowcount().execute()
+        )
+        if inserted == 1:
+            return None
+        record = IdempotencyRecord.get_or_none(_where(caller, key))
+        if record is None:  # it was deleted between our insert and read: try again
+            continue
+        expired = record.expires_at <= now
+        abandoned = record.state == "in_progress" and record.created_at <= now - STALE_AFTER
+        if not (expired or abandoned):
+            return record
+        # Take over an expired or abandoned row; the conditional delete lets one taker win.
+        with database.atomic():
+            IdempotencyRecord.delete().where(
+                _where(caller, key) & (IdempotencyRecord.id == record.id)
+            ).execute()
+    raise ApiError(409, "idempotency_request_in_progress",
+                   "A request with this Idempotency-Key is being processed; retry shortly.")
+
+
+def _answer_existing(record: IdempotencyRecord, print_: str) -> Response:
+    if record.fingerprint != print_:
+        raise ApiError(409, "idempotency_key_reused",
+                       "This Idempotency-Key was used for a different request (method, path or body); "
+                       "use a new key for a new request.", param=HEADER)
+    if record.state != "done":
+        raise ApiError(409, "idempotency_request_in_progress",
+                       "A request with this Idempotency-Key is still being processed; retry shortly.",
+                       param=HEADER)
+    response = Response(record.response_body, status=record.status_code, mimetype="application/json")
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _forget(caller, key: str) -> None:
+    IdempotencyRecord.delete().where(_where(caller, key) & (IdempotencyRecord.state == "in_progress")).execute()
