@@ -1,1 +1,60 @@
-"""The Loyalty Partner Platform SDK (skeleton)."""
+"""The Loyalty Partner Platform SDK: signed calls, local scope checks, typed results.
+
+::
+
+    from loyalty_sdk import LoyaltyClient
+    with LoyaltyClient.from_env() as client:
+        print(client.key_info().scopes)
+
+Signing also works alone with any HTTP client: ``canonical_string``, ``sign``,
+``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``.
+"""
+
+__version__ = "0.1.0"
+
+from loyalty_sdk.errors import (  # noqa: E402
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    InsufficientScopeError,
+    InvalidRequestError,
+    LoyaltyError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+from loyalty_sdk.objects import (  # noqa: E402
+    Card,
+    CashbackBalance,
+    Claim,
+    KeyInfo,
+    LedgerEntry,
+    LoyaltyObject,
+    Member,
+    MemberValidation,
+    OtpRequest,
+    OtpVerification,
+    Redemption,
+    Referral,
+    ReferralStats,
+    ReferralValidation,
+    Reward,
+    StampBalance,
+    StampBalances,
+)
+from loyalty_sdk.scopes import ENDPOINTS, SCOPES  # noqa: E402
+from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign  # noqa: E402
+from loyalty_sdk.client import ListIterator, LoyaltyClient  # noqa: E402
+
+__all__ = [
+    "LoyaltyClient", "ListIterator", "LoyaltyAuth", "canonical_string", "sign", "check_api_key",
+    "SCOPES", "ENDPOINTS",
+    "LoyaltyError", "ConfigurationError", "APIConnectionError", "APIError", "AuthenticationError",
+    "PermissionDeniedError", "InsufficientScopeError", "InvalidRequestError", "NotFoundError",
+    "ConflictError", "RateLimitError",
+    "LoyaltyObject", "KeyInfo", "Member", "MemberValidation", "OtpRequest", "OtpVerification", "Card",
+    "Reward", "StampBalance", "StampBalances", "LedgerEntry", "Redemption", "CashbackBalance", "Claim",
+    "Referral", "ReferralStats", "ReferralValidation",
+]
