@@ -1,0 +1,226 @@
+"""Stamps and cashback: append-only ledger entries, each with the balance after it.
+
+Every movement is one relative UPDATE of the balance row, `RETURNING` the new balance, and
+the ledger entry for it, in one write transaction:
+
+- a credit: `SET balance = balance + n`;
+- a debit: `SET balance = balance - n WHERE … AND balance >= n` — when no row matches, the
+  balance was too low and nothing was written. The check and the write are one statement,
+  so two concurrent debits can never both spend the same stamps or money: on SQLite the
+  write transaction holds the database lock (`BEGIN IMMEDIATE`), on PostgreSQL the UPDATE
+  locks the row until commit and the second debit re-checks the condition against the
+  committed value. The CHECK (balance >= 0) constraints are the last line of defence.
+
+The balance never comes from a read followed by a write of an absolute value, so several
+server processes on one PostgreSQL database stay exact.
+
+Functions named `credit_…`/`debit_…` without a leading underscore own their transaction;
+the underscored ones run inside the caller's (claims and referrals add their own rows to
+the same transaction).
+"""
+
+from __future__ import annotations
+
+import peewee
+
+from portal.db import write_transaction
+from portal.models import Card, LedgerEntry, Member, Redemption, Reward, StampBalance, isoformat
+
+STAMPS_PER_CALL_MAX = 1000
+CASHBACK_AMOUNT_MAX = 100_000_000_00  # minor units per movement; keeps sums far from int64
+REFERENCE_MAX = 128
+DESCRIPTION_MAX = 240
+SOURCES = ("earn", "redeem", "claim", "referral")
+
+
+class LedgerError(Exception):
+    """A ledger movement refused by a business rule; `code` is the API's error code."""
+
+    code = "ledger_error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InsufficientStamps(LedgerError):
+    code = "insufficient_stamps"
+
+
+class InsufficientBalance(LedgerError):
+    code = "insufficient_balance"
+
+
+# --- stamps ----------------------------------------------------------------------------------
+
+def add_stamps(member: Member, card: Card, count: int, *, reference: str | None = None,
+               description: str | None = None, source: str = "earn") -> LedgerEntry:
+    """Credit `count` stamps on `card`; returns the ledger entry (with `balance_after`)."""
+    _check_count(count)
+    with write_transaction():
+        return _credit_stamps(member, card, count, source=source, reference=reference, description=description)
+
+
+def redeem_reward(member: Member, reward: Reward, *, reference: str | None = None) -> Redemption:
+    """Spend the reward's `stamps_cost` stamps of its card, exactly once.
+
+    Raises InsufficientStamps (and writes nothing) when the member has too few.
+    """
+    card = reward.card
+    with write_transaction():
+        entry = _debit_stamps(member, card, reward.stamps_cost, source="redeem", reference=reference,
+                              description=f"Redeemed {reward.name}"[:DESCRIPTION_MAX])
+        redemption = Redemption.create(member=member, reward=reward, entry=entry)
+    redemption.entry = entry
+    redemption.reward = reward
+    return redemption
+
+
+def stamp_balances(member: Member, cards: list[Card]) -> list[dict]:
+    """The member's balance on every card of the program (0 where they never had a stamp)."""
+    held = {row.card_id: row.balance for row in StampBalance.select().where(StampBalance.member == member)}
+    return [{"card_id": card.public_id, "card_name": card.name, "balance": held.get(card.id, 0)} for card in cards]
+
+
+def _credit_stamps(member, card, count: int, *, source: str, reference=None, description=None) -> LedgerEntry:
+    # The balance row may not exist yet; creating it is idempotent, the credit is relative.
+    StampBalance.insert(member=member, card=card, balance=0).on_conflict_ignore().execute()
+    rows = list(
+        StampBalance.update(balance=StampBalance.balance + count)
+        .where((StampBalance.member == member) & (StampBalance.card == card))
+        .returning(StampBalance.balance)
+        .tuples()
+        .execute()
+    )
+    return _entry(member, "stamps", count, rows[0][0], card=card, source=source, reference=reference,
+                  description=description)
+
+
+def _debit_stamps(member, card, count: int, *, source: str, reference=None, description=None) -> LedgerEntry:
+    rows = list(
+        StampBalance.update(balance=StampBalance.balance - count)
+        .where((StampBalance.member == member) & (StampBalance.card == card) & (StampBalance.balance >= count))
+        .returning(StampBalance.balance)
+        .tuples()
+        .execute()
+    )
+    if not rows:
+        raise InsufficientStamps(f"The member has fewer than {count} stamps on this card.")
+    return _entry(member, "stamps", -count, rows[0][0], card=card, source=source, reference=reference,
+                  description=description)
+
+
+# --- cashback --------------------------------------------------------------------------------
+
+def credit_cashback(member: Member, amount: int, *, reference: str | None = None,
+                    description: str | None = None, source: str = "earn") -> LedgerEntry:
+    """Credit `amount` minor units of the program's currency; returns the ledger entry."""
+    _check_amount(amount)
+    with write_transaction():
+        return _credit_cashback(member, amount, source=source, reference=reference, description=description)
+
+
+def redeem_cashback(member: Member, amount: int, *, reference: str | None = None,
+                    description: str | None = None) -> LedgerEntry:
+    """Debit `amount` minor units; raises InsufficientBalance (writing nothing) when short."""
+    _check_amount(amount)
+    with write_transaction():
+        rows = list(
+            Member.update(cashback_balance=Member.cashback_balance - amount)
+            .where((Member.id == member.id) & (Member.cashback_balance >= amount))
+            .returning(Member.cashback_balance)
+            .tuples()
+            .execute()
+        )
+        if not rows:
+            raise InsufficientBalance(f"The member's cashback balance is below {amount}.")
+        return _entry(member, "cashback", -amount, rows[0][0], source="redeem", reference=reference,
+                      description=description)
+
+
+def cashback_balance(member: Member) -> int:
+    """The member's current cashback balance, in minor units."""
+    return Member.select(Member.cashback_balance).where(Member.id == member.id).scalar() or 0
+
+
+def _credit_cashback(member, amount: int, *, source: str, reference=None, description=None) -> LedgerEntry:
+    rows = list(
+        Member.update(cashback_balance=Member.cashback_balance + amount)
+        .where(Member.id == member.id)
+        .returning(Member.cashback_balance)
+        .tuples()
+        .execute()
+    )
+    if not rows:  # the member row vanished (deleted with its partner) mid-request
+        raise peewee.DoesNotExist("member")
+    return _entry(member, "cashback", amount, rows[0][0], source=source, reference=reference,
+                  description=description)
+
+
+# --- entries ---------------------------------------------------------------------------------
+
+def _entry(member, kind: str, amount: int, balance_after: int, *, source: str, card=None,
+           reference=None, description=None) -> LedgerEntry:
+    assert source in SOURCES, source
+    return LedgerEntry.create(
+        partner=member.partner_id, mode=member.mode, member=member, kind=kind, card=card,
+        amount=amount, balance_after=balance_after, source=source,
+        reference=reference or None, description=description or None,
+    )
+
+
+def history_query(member: Member, kind: str, card: Card | None = None):
+    """The member's entries of one kind (optionally one card), newest first."""
+    query = LedgerEntry.select(LedgerEntry, Card).join(Card, peewee.JOIN.LEFT_OUTER).where(
+        (LedgerEntry.member == member) & (LedgerEntry.kind == kind))
+    if card is not None:
+        query = query.where(LedgerEntry.card == card)
+    return query.order_by(LedgerEntry.id.desc())
+
+
+def entry_json(entry: LedgerEntry, member_id: str, currency: str | None = None) -> dict:
+    """A ledger entry as the API shows it (`txn_…`); `member_id` is the member's public id."""
+    data = {
+        "id": entry.public_id,
+        "object": "ledger_entry",
+        "kind": entry.kind,
+        "member_id": member_id,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "source": entry.source,
+        "reference": entry.reference,
+        "description": entry.description,
+        "created_at": isoformat(entry.created_at),
+    }
+    if entry.kind == "stamps":
+        data["card_id"] = entry.card.public_id if entry.card_id else None
+    elif currency:
+        data["currency"] = currency
+    return data
+
+
+def redemption_json(redemption: Redemption, member_id: str) -> dict:
+    """A reward redemption as the API shows it (`red_…`), with its ledger entry."""
+    return {
+        "id": redemption.public_id,
+        "object": "redemption",
+        "member_id": member_id,
+        "reward_id": redemption.reward.public_id,
+        "card_id": redemption.reward.card.public_id,
+        "stamps_spent": -redemption.entry.amount,
+        "balance_after": redemption.entry.balance_after,
+        "entry": entry_json(redemption.entry, member_id),
+        "created_at": isoformat(redemption.created_at),
+    }
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+def _check_count(count) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= STAMPS_PER_CALL_MAX:
+        raise ValueError(f"count must be a whole number from 1 to {STAMPS_PER_CALL_MAX}")
+
+
+def _check_amount(amount) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= CASHBACK_AMOUNT_MAX:
+        raise ValueError(f"amount must be a whole number of minor units from 1 to {CASHBACK_AMOUNT_MAX}")
