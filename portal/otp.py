@@ -1,0 +1,228 @@
+"""One-time codes that verify a member (DESIGN.md §3, §5, §6).
+
+- codes are 6 digits from `secrets`, stored only as an HMAC under the server pepper and
+  bound to the member; a member has at most one live code and a new one replaces it;
+- a code lives 10 minutes and allows 5 tries; it is single-use;
+- at most one code per 30 s and 5 per hour per member (OtpSend rows, so every server
+  process counts the same sends);
+- test mode never delivers anything and the code is always `000000`;
+- production delivers through a sender: SMTP when LOYALTY_SMTP_URL is set, an HTTP
+  webhook for SMS when LOYALTY_SMS_WEBHOOK is set, and otherwise the server console.
+  The console sender *is* a delivery channel (for a first run, or an operator relaying
+  codes by hand), so it prints the code on purpose; configure SMTP/SMS for real members.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import requests
+
+from portal.config import current_settings
+from portal.db import is_postgres, write_transaction
+from portal.models import Member, Otp, OtpSend, utcnow
+
+log = logging.getLogger("portal.otp")
+
+CODE_LIFETIME = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+COOLDOWN = timedelta(seconds=30)
+HOURLY_LIMIT = 5
+TEST_MODE_CODE = "000000"
+CHANNELS = ("email", "sms")
+
+
+class OtpError(Exception):
+    """An OTP request or check that cannot succeed: `status`, `code`, `field`, and for rate
+    limits `retry_after` seconds."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.field = field
+        self.retry_after = retry_after
+
+
+# -- senders ------------------------------------------------------------------------------
+
+
+class OtpSender(Protocol):
+    def send(self, member: Member, channel: str, code: str) -> None:
+        """Deliver `code` to the member over `channel`; raise on failure."""
+
+
+def _message(code: str) -> str:
+    return f"Your verification code is {code}. It expires in 10 minutes."
+
+
+class ConsoleSender:
+    """Writes the code to the server's log: the delivery channel of a fresh install."""
+
+    def send(self, member: Member, channel: str, code: str) -> None:
+        to = member.email if channel == "email" else member.phone
+        log.info("OTP for %s by %s to %s: %s", member.public_id, channel, to, code)
+
+
+class SmtpSender:
+    """Email through `smtp://user:pass@host:port` (`smtps://` for TLS, `?starttls=1` to upgrade)."""
+
+    def __init__(self, url: str, mail_from: str):
+        self.url = urlsplit(url)
+        self.mail_from = mail_from
+
+    def send(self, member: Member, channel: str, code: str) -> None:
+        message = EmailMessage()
+        message["From"] = self.mail_from
+        message["To"] = member.email
+        message["Subject"] = "Your verification code"
+        message.set_content(_message(code))
+        secure = self.url.scheme == "smtps"
+        port = self.url.port or (465 if secure else 25)
+        host = self.url.hostname or "localhost"
+        smtp_class = smtplib.SMTP_SSL if secure else smtplib.SMTP
+        with smtp_class(host, port, timeout=10) as smtp:
+            if not secure and parse_qs(self.url.query).get("starttls", ["0"])[0] in ("1", "true"):
+                smtp.starttls(context=ssl.create_default_context())
+            if self.url.username:
+                smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
+            smtp.send_message(message)
+
+
+class WebhookSmsSender:
+    """SMS through the operator's gateway: POST {"to", "message", "code"} as JSON."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def send(self, member: Member, channel: str, code: str) -> None:
+        response = requests.post(self.url, json={"to": member.phone, "message": _message(code), "code": code},
+                                 timeout=10)
+        response.raise_for_status()
+
+
+def sender_for(channel: str) -> OtpSender:
+    """The configured sender of a channel (console when nothing is configured)."""
+    settings = current_settings()
+    if channel == "email" and settings.smtp_url:
+        return SmtpSender(settings.smtp_url, settings.mail_from)
+    if channel == "sms" and settings.sms_webhook:
+        return WebhookSmsSender(settings.sms_webhook)
+    return ConsoleSender()
+
+
+# -- codes --------------------------------------------------------------------------------
+
+
+def _hash_code(member: Member, code: str) -> str:
+    """HMAC under the server pepper, bound to the member: a leaked table reveals nothing
+    without the pepper, and one member's code cannot verify another."""
+    message = f"{member.public_id}:{code}".encode()
+    return hmac.new(current_settings().key_pepper, message, hashlib.sha256).hexdigest()
+
+
+def _lock_member(member: Member) -> None:
+    """Serialise OTP work per member: a row lock on PostgreSQL (SQLite's write
+    transaction already holds the database's write lock)."""
+    if is_postgres():
+        Member.select(Member.id).where(Member.id == member.id).for_update().execute()
+
+
+@dataclass(frozen=True)
+class SentOtp:
+    member_id: str
+    channel: str
+    expires_at: object
+    delivered: bool  # False in test mode
+
+
+def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -> SentOtp:
+    """Issue a new code for `member` (replacing any live one) and deliver it over `channel`."""
+    if channel not in CHANNELS:
+        raise OtpError(400, "invalid_request", "channel must be email or sms.", "channel")
+    if channel == "email" and not member.email:
+        raise OtpError(400, "invalid_request", "This member has no email; use channel sms.", "channel")
+    if channel == "sms" and not member.phone:
+        raise OtpError(400, "invalid_request", "This member has no phone; use channel email.", "channel")
+    code = TEST_MODE_CODE if member.mode == "test" else f"{secrets.randbelow(10**6):06d}"
+    now = utcnow()
+    with write_transaction():
+        _lock_member(member)
+        recent = list(
+            OtpSend.select(OtpSend.created_at)
+            .where((OtpSend.member == member) & (OtpSend.created_at > now - timedelta(hours=1)))
+            .order_by(OtpSend.created_at.desc())
+            .tuples()
+        )
+        if recent and recent[0][0] > now - COOLDOWN:
+            wait = int((recent[0][0] + COOLDOWN - now).total_seconds()) + 1
+            raise OtpError(429, "otp_cooldown", f"A code was sent less than 30 s ago; retry in {wait} s.",
+                           retry_after=wait)
+        if len(recent) >= HOURLY_LIMIT:
+            wait = int((recent[-1][0] + timedelta(hours=1) - now).total_seconds()) + 1
+            raise OtpError(429, "otp_rate_limited", f"At most {HOURLY_LIMIT} codes an hour; retry in {wait} s.",
+                           retry_after=wait)
+        OtpSend.create(member=member, created_at=now)
+        OtpSend.delete().where((OtpSend.member == member) & (OtpSend.created_at < now - timedelta(hours=2))).execute()
+        Otp.delete().where(Otp.member == member).execute()
+        otp = Otp.create(member=member, code_hash=_hash_code(member, code), channel=channel,
+                         attempts=0, expires_at=now + CODE_LIFETIME, created_at=now)
+    delivered = False
+    if member.mode == "prod":
+        try:
+            (sender or sender_for(channel)).send(member, channel, code)
+        except Exception as exc:  # delivery is outside our control; the code stays valid
+            log.error("OTP delivery by %s for %s failed: %s", channel, member.public_id, exc.__class__.__name__)
+            raise OtpError(502, "otp_delivery_failed",
+                           f"The code could not be delivered by {channel}; retry in 30 s.") from None
+        delivered = True
+    return SentOtp(member.public_id, channel, otp.expires_at, delivered)
+
+
+def verify_otp(member: Member, code: str) -> Member:
+    """Check `code` against the member's live code; on success the code is used up and the
+    member marked verified. A wrong code uses up one of its 5 tries."""
+    now = utcnow()
+    outcome = None
+    with write_transaction():
+        _lock_member(member)
+        otp = Otp.get_or_none(Otp.member == member)
+        if otp is None:
+            outcome = OtpError(400, "otp_not_found", "No code is pending for this member; request one first.", "code")
+        elif otp.expires_at <= now:
+            Otp.delete().where(Otp.id == otp.id).execute()
+            outcome = OtpError(400, "otp_expired", "The code has expired; request a new one.", "code")
+        elif otp.attempts >= MAX_ATTEMPTS:
+            outcome = OtpError(400, "otp_attempts_exceeded", "Too many wrong tries; request a new code.", "code")
+        else:
+            # Count the try first, in the same transaction, so parallel guesses cannot
+            # exceed the limit.
+            Otp.update(attempts=Otp.attempts + 1).where((Otp.id == otp.id) & (Otp.attempts < MAX_ATTEMPTS)).execute()
+            if hmac.compare_digest(otp.code_hash, _hash_code(member, code)):
+                Otp.delete().where(Otp.id == otp.id).execute()
+                Member.update(verified_at=now, updated_at=now).where(Member.id == member.id).execute()
+            else:
+                left = MAX_ATTEMPTS - otp.attempts - 1
+                outcome = OtpError(400, "otp_incorrect",
+                                   f"The code does not match; {left} {'try' if left == 1 else 'tries'} left."
+                                   if left else "The code does not match; request a new code.", "code")
+    if outcome is not None:  # raised after the commit so the counted try is kept
+        raise outcome
+    return Member.get_by_id(member.id)
+
+
+__all__ = [
+    "CHANNELS", "ConsoleSender", "OtpError", "OtpSender", "SentOtp", "SmtpSender", "WebhookSmsSender",
+    "request_otp", "sender_for", "verify_otp",
+]
