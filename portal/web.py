@@ -1,5 +1,349 @@
-"""Portal web plumbing shared by the portal blueprints (stub: the portal issue fills it)."""
+"""Portal web plumbing shared by every portal blueprint.
+
+Log-in sessions (flask-login), CSRF protection for every state-changing request, htmx
+awareness (a partial or a full page from the same templates, flash messages out of band),
+HTML error pages without stack traces, and the security headers every page carries.
+The /v1 API has its own authentication and error format; this module stays out of its way
+except for answering unknown /v1 URLs in JSON rather than HTML.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from urllib.parse import urlsplit
+
+import peewee
+from flask import (
+    Response,
+    flash,
+    g,
+    get_flashed_messages,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, current_user
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+CSRF_SESSION_KEY = "_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+
+# Only these prefixes are the portal; the API (/v1) authenticates with keys, not cookies.
+API_PREFIX = "/v1"
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+    "base-uri 'self'",
+    "object-src 'none'",
+])
+
+# htmx settings: never keep page snapshots (they could hold a show-once secret) in
+# localStorage, no eval, and swap 4xx/5xx bodies too (ours carry HX-Reswap: none and an
+# out-of-band message, so an error is shown instead of silently ignored).
+HTMX_CONFIG = {
+    "historyCacheSize": 0,
+    "refreshOnHistoryMiss": True,
+    "includeIndicatorStyles": False,
+    "allowEval": False,
+    "allowScriptTags": False,
+    "selfRequestsOnly": True,
+    "responseHandling": [
+        {"code": "204", "swap": False},
+        {"code": "[23]..", "swap": True},
+        {"code": "[45]..", "swap": True, "error": True},
+    ],
+}
+
+ERROR_TEXT = {
+    400: ("Bad request", "The request could not be understood. Go back, reload the page and try again."),
+    401: ("Log in required", "Log in to continue."),
+    403: ("Not allowed", "You are not allowed to do that."),
+    404: ("Page not found", "There is nothing here. The link may be mistyped, or the item belongs to another organisation."),
+    405: ("Method not allowed", "This address does not accept that kind of request. Use the buttons on the page instead."),
+    413: ("Too much data", "The form sent more data than this site accepts. Shorten what you entered and try again."),
+    422: ("Check the form", "Some fields need attention."),
+    429: ("Slow down", "Too many requests. Wait a moment and try again."),
+    500: ("Something went wrong", "An unexpected error happened on our side. It has been logged; please try again."),
+    503: ("Temporarily unavailable", "The service cannot reach its database right now. Please try again in a moment."),
+}
+
+CSRF_FAILURE_MESSAGE = (
+    "This form has expired or did not come from this site, so nothing was changed. "
+    "Reload the page and try again."
+)
+
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Log in to continue."
+login_manager.login_message_category = "info"
+login_manager.session_protection = "basic"
+
+
+# -- htmx -------------------------------------------------------------------------------
+
+
+def is_htmx() -> bool:
+    """True for a request htmx made (and not a history restore, which wants a full page)."""
+    return (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+def flashes_oob() -> str:
+    """The flash region, marked for an out-of-band swap, holding the pending messages."""
+    return render_template("_flashes.html", oob=True)
+
+
+def render_partial(template: str, **context) -> str:
+    """A partial for an htmx swap, followed by the flash messages out of band."""
+    return render_template(template, **context) + flashes_oob()
+
+
+def render_page_or_partial(page: str, partial: str, **context) -> str:
+    """The full page normally; only `partial` (plus messages) for htmx. The page template
+    includes the partial, so the two can never drift."""
+    if is_htmx():
+        return render_partial(partial, **context)
+    return render_template(page, **context)
+
+
+def no_store(response: Response) -> Response:
+    """Mark a response that carries a show-once secret: no cache may keep it."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def see_other(location: str) -> Response:
+    """A 303 after a state change, so reload never posts twice."""
+    return redirect(location, code=303)
+
+
+# -- safe redirects ---------------------------------------------------------------------
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """`target` if it is a path on this site, else `default` (no open redirects)."""
+    if not target or not isinstance(target, str):
+        return default
+    target = target.strip()
+    if "\\" in target or any(ord(ch) < 32 for ch in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    return target
+
+
+def login_url_for_current_page() -> str:
+    """The log-in page, with `next` pointing back at the page the user was on."""
+    if is_htmx() or request.headers.get("HX-Request") == "true":
+        current = request.headers.get("HX-Current-URL", "")
+        parts = urlsplit(current)
+        here = parts.path + (f"?{parts.query}" if parts.query else "") if parts.netloc == request.host else ""
+    else:
+        here = request.full_path if request.method == "GET" else ""
+    here = safe_next(here.rstrip("?"), "")
+    return url_for("auth.login", next=here) if here and here != "/" else url_for("auth.login")
+
+
+# -- CSRF -------------------------------------------------------------------------------
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (created on first use)."""
+    token = session.get(CSRF_SESSION_KEY)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_SESSION_KEY] = token
+    return token
+
+
+def rotate_csrf_token() -> None:
+    """A fresh token after log-in and log-out, so a token seen before does not carry over."""
+    session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
+
+
+def csrf_field() -> Markup:
+    """The hidden form field every portal form carries."""
+    return Markup('<input type="hidden" name="%s" value="%s">') % (CSRF_FIELD, csrf_token())
+
+
+def _csrf_ok() -> bool:
+    expected = session.get(CSRF_SESSION_KEY)
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)
+    if not expected or not sent:
+        return False
+    return hmac.compare_digest(expected.encode(), sent.encode())
+
+
+def _is_portal_request() -> bool:
+    return not (request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"))
+
+
+class CsrfFailure(HTTPException):
+    code = 400
+    description = CSRF_FAILURE_MESSAGE
+
+
+# -- responses for errors ---------------------------------------------------------------
+
+
+def _api_error(code: int) -> Response:
+    """Unknown /v1 URLs and the like: JSON in the API's error shape, never HTML."""
+    kinds = {401: "authentication_error", 403: "permission_error", 404: "not_found", 429: "rate_limit_error"}
+    kind = kinds.get(code, "api_error" if code >= 500 else "invalid_request_error")
+    names = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 500: "internal_error",
+             503: "service_unavailable"}
+    body = {"error": {"type": kind, "code": names.get(code, "invalid_request"), "message": ERROR_TEXT.get(code, ("", "Error"))[1],
+                      "request_id": getattr(g, "request_id", None) or "req_" + secrets.token_hex(12)}}
+    response = jsonify(body)
+    response.status_code = code
+    return response
+
+
+def error_response(code: int, message: str | None = None) -> Response:
+    """An error as the client wants it: an out-of-band message for htmx, a full HTML page
+    otherwise. Never a stack trace."""
+    if not _is_portal_request():
+        return _api_error(code)
+    title, default_message = ERROR_TEXT.get(code, ("Error", "Something went wrong."))
+    message = message or default_message
+    if is_htmx():
+        # Swap nothing in place; show the message in the flash region.
+        html = render_template("_flashes.html", oob=True, messages=[("error", message)])
+        response = make_response(html, code)
+        response.headers["HX-Reswap"] = "none"
+        return response
+    try:
+        html = render_template("errors/error.html", code=code, title=title, message=message)
+    except Exception:  # the error page itself failed (e.g. no database): plain text, still no trace
+        log.exception("error page could not be rendered")
+        html = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{message}</p>"
+    return make_response(html, code)
+
+
+def unauthorized_response() -> Response:
+    """Not logged in: htmx gets HX-Redirect to the log-in page (never a log-in form swapped
+    into a table); a browser gets a redirect."""
+    login = login_url_for_current_page()
+    if request.headers.get("HX-Request") == "true":
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = login
+        return response
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(login, code=303 if request.method != "GET" else 302)
+
+
+# -- wiring -----------------------------------------------------------------------------
+
+
+def _load_user(user_id: str):
+    from portal.models import User
+
+    try:
+        return User.get_or_none(User.id == int(user_id))
+    except (TypeError, ValueError):
+        return None
 
 
 def init_app(app) -> None:
-    pass
+    """Install sessions, CSRF checks, error pages, security headers and template helpers."""
+    login_manager.init_app(app)
+    login_manager.user_loader(_load_user)
+    login_manager.unauthorized_handler(unauthorized_response)
+
+    @app.before_request
+    def _protect_state_changes():
+        if not _is_portal_request() or request.method not in STATE_CHANGING:
+            return None
+        endpoint = request.endpoint or ""
+        # An expired session on an htmx request goes to the log-in page before anything
+        # else, even before the CSRF check (the token lived in the expired session).
+        if request.headers.get("HX-Request") == "true" and not current_user.is_authenticated \
+                and not endpoint.startswith("auth."):
+            return unauthorized_response()
+        if endpoint == "auth.logout" and not current_user.is_authenticated:
+            return see_other(url_for("auth.login"))  # already logged out: nothing to protect
+        if not _csrf_ok():
+            log.info("csrf check failed for %s %s", request.method, request.path)
+            return error_response(400, CSRF_FAILURE_MESSAGE)
+        return None
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+        if _is_portal_request() and response.mimetype == "text/html":
+            headers.add("Vary", "HX-Request")
+            # Signed-in pages hold an organisation's data: keep them out of shared caches.
+            if current_user and current_user.is_authenticated and "Cache-Control" not in headers:
+                headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if exc.code is None or exc.code < 400:
+            return exc
+        if isinstance(exc, CsrfFailure):
+            return error_response(400, CSRF_FAILURE_MESSAGE)
+        return error_response(exc.code)
+
+    @app.errorhandler(peewee.OperationalError)
+    @app.errorhandler(peewee.InterfaceError)
+    def _database_unavailable(exc):
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        return error_response(503)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500)
+
+    @app.context_processor
+    def _template_helpers():
+        return {
+            "csrf_token": csrf_token,
+            "csrf_field": csrf_field,
+            "htmx_config": HTMX_CONFIG,
+            "is_htmx": is_htmx,
+        }
+
+    @app.template_filter("when")
+    def _when(value) -> str:
+        """A stored UTC time as `26 Nov 2026, 23:56 UTC`."""
+        if value is None:
+            return ""
+        return value.strftime("%-d %b %Y, %H:%M UTC")
+
+    @app.template_filter("iso")
+    def _iso(value) -> str:
+        return value.replace(microsecond=0).isoformat() + "Z" if value is not None else ""
+
+    app.jinja_env.globals["get_flashed_messages"] = get_flashed_messages
