@@ -2,18 +2,30 @@
 
 SQLite (the default) runs in WAL mode with foreign keys on and a busy timeout, so the
 portal and several server workers can share one file. PostgreSQL is plugged in through
-`LOYALTY_DATABASE_URL=postgresql://…` without touching the models.
+`LOYALTY_DATABASE_URL=postgresql://…` without touching the models; each server process
+keeps a small pool of connections to it (checked for life on every check-out, so a
+database that restarted is reconnected to without restarting the server).
+
+A request takes one connection in `before_request` and gives it back in
+`teardown_request`, which runs even when the view raised. A database that cannot be
+reached answers 503 (the /v1 error shape for the API, a short page for the portal).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import peewee
-from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parse as parse_url
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+
+from portal.config import ConfigError
 
 database = peewee.DatabaseProxy()
 log = logging.getLogger(__name__)
@@ -27,16 +39,117 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",  # safe in WAL mode: a crash loses no committed transaction
 }
 
+# Per server process. gunicorn runs `--threads` requests at once per worker, so the pool
+# only needs a few more than that; PostgreSQL's own limit (100 by default) is shared by
+# every worker of every instance. Override with `?max_connections=N` on the URL.
+POOL_MAX_CONNECTIONS = 16
+POOL_WAIT_SECONDS = 10  # a request waits this long for a free pooled connection
+POOL_STALE_SECONDS = 300  # idle connections older than this are replaced
+CONNECT_TIMEOUT_SECONDS = 5  # an unreachable host fails fast instead of hanging a worker
+
+# The errors that mean "the database is not answering right now" (as opposed to a bug):
+# a refused or dropped connection, a restart, a lock wait that timed out, a full pool.
+UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
+
+
+class PostgresPool(PooledPostgresqlDatabase):
+    """A connection pool that a forked worker never shares with its parent.
+
+    gunicorn forks its workers after `serve` has migrated the database; a connection
+    inherited through fork is one socket used by two processes, so a child forgets the
+    inherited ones (without closing them: they are the parent's) and opens its own.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._owners: dict[int, threading.Thread] = {}
+        super().__init__(*args, **kwargs)
+
+    def forget_inherited_connections(self) -> None:
+        self._pool_lock = threading.RLock()
+        self._pool_available = threading.Condition(self._pool_lock)
+        self._connections = []
+        self._in_use = {}
+        self._owners = {}
+        self._lock = threading.Lock()
+        self._state.reset()
+
+    def _connect(self):
+        with self._pool_lock:
+            if self._max_connections and len(self._in_use) >= self._max_connections:
+                self._reclaim_from_finished_threads()
+            conn = super()._connect()
+            self._owners[self.conn_key(conn)] = threading.current_thread()
+            return conn
+
+    def _close(self, conn, close_conn=False):
+        with self._pool_lock:
+            self._owners.pop(self.conn_key(conn), None)
+            super()._close(conn, close_conn)
+
+    def _reclaim_from_finished_threads(self) -> None:
+        """A thread that ended without closing its connection (a background job, a test's
+        worker thread) would hold a pool slot forever; take those slots back."""
+        for key, owner in list(self._owners.items()):
+            if not owner.is_alive() and key in self._in_use:
+                self._close_raw(self._in_use.pop(key).connection)
+                del self._owners[key]
+
+
+_open_databases: "weakref.WeakSet[peewee.Database]" = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    # Idle pooled connections of the parent are no use to a child; close them first so
+    # the parent does not keep sockets that a child also holds.
+    for db in list(_open_databases):
+        if isinstance(db, PostgresPool):
+            try:
+                db.close_idle()
+            except Exception:  # best effort; the child forgets them either way
+                pass
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_databases):
+        if isinstance(db, PostgresPool):
+            db.forget_inherited_connections()
+        else:
+            db._state.reset()  # a SQLite handle must not cross a fork either
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
 
 def open_database(url: str) -> peewee.Database:
-    """Make (but do not connect) the database object for a URL."""
-    scheme = urlsplit(url).scheme
+    """Make (but do not connect) the database object for a URL.
+
+    A URL that cannot be parsed raises `ConfigError` with a one-line message.
+    """
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        params = parse_url(url, unquote_password=True, unquote_user=True)
+    except ValueError as exc:  # e.g. a port that is not a number
+        raise ConfigError(f"LOYALTY_DATABASE_URL is not a valid database URL: {exc}") from None
     if scheme == "sqlite":
-        db = connect_url(url, pragmas=SQLITE_PRAGMAS, timeout=10)
+        name = params.pop("database")
+        params.setdefault("timeout", 10)
+        db = peewee.SqliteDatabase(name, pragmas=SQLITE_PRAGMAS, **params)
     elif scheme in ("postgresql", "postgres"):
-        db = connect_url(url.replace("postgres://", "postgresql://", 1), autorollback=True)
+        if not params.get("database"):
+            raise ConfigError("LOYALTY_DATABASE_URL names no database (postgresql://user@host:port/DBNAME)")
+        name = params.pop("database")
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+        db = PostgresPool(
+            name,
+            max_connections=params.pop("max_connections", POOL_MAX_CONNECTIONS),
+            timeout=params.pop("pool_timeout", POOL_WAIT_SECONDS),
+            stale_timeout=POOL_STALE_SECONDS,
+            **params,
+        )
     else:  # load_settings refuses these first; kept for direct callers
-        raise ValueError(f"unsupported database URL scheme {scheme!r}")
+        raise ConfigError(f"unsupported database URL scheme {scheme!r}")
+    _open_databases.add(db)
     return db
 
 
@@ -70,8 +183,40 @@ def write_transaction():
             yield txn
 
 
+def release_connection() -> None:
+    """Give this thread's connection back (to the pool, or close it), whatever its state.
+
+    A connection that broke mid-request (the server restarted, the network dropped) is
+    discarded rather than handed to the next request.
+    """
+    db = database.obj
+    if db is None or db.is_closed():
+        return
+    db._state.transactions.clear()  # the view's transaction already rolled back or died
+    try:
+        db.close()
+    except Exception:
+        conn = db._state.conn
+        if isinstance(db, PostgresPool):
+            with db._pool_lock:
+                db._in_use.pop(db.conn_key(conn), None)
+            db._close_raw(conn)
+        db._state.reset()
+
+
+def close_all() -> None:
+    """Close every connection this process holds (the pool's idle ones too)."""
+    db = database.obj
+    if db is None:
+        return
+    release_connection()
+    if isinstance(db, PostgresPool):
+        db.close_all()
+
+
 def init_app(app) -> None:
-    """Connect per request, and close even when the view raised."""
+    """Connect per request, give the connection back even when the view raised, and
+    answer 503 while the database is unreachable."""
 
     @app.before_request
     def _connect():
@@ -79,23 +224,73 @@ def init_app(app) -> None:
 
     @app.teardown_request
     def _close(exc):
-        if not database.is_closed():
-            database.close()
+        release_connection()
+
+    for error in UNAVAILABLE_ERRORS:
+        app.register_error_handler(error, _database_unavailable)
+
+
+def _database_unavailable(exc):
+    """503 while the database does not answer: the API error shape under /v1, a short
+    page elsewhere. The driver's message (which may name hosts or SQL) goes to the log only."""
+    from flask import jsonify, render_template_string, request
+
+    log.warning("database unavailable (%s %s): %s", request.method, request.path,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
+    release_connection()
+    message = "The service is temporarily unavailable; please retry shortly."
+    headers = {"Retry-After": "1", "Cache-Control": "no-store"}
+    if request.path == "/healthz":
+        return jsonify(status="unavailable"), 503, headers
+    if request.path.startswith("/v1/") or request.path == "/v1":
+        return _api_unavailable(message, headers)
+    page = render_template_string(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Temporarily unavailable</title>"
+        "<main><h1>Temporarily unavailable</h1><p>{{ message }}</p></main></html>",
+        message=message,
+    )
+    return page, 503, headers
+
+
+def _api_unavailable(message: str, headers: dict):
+    """The /v1 error shape (DESIGN §5) through the API's own error type."""
+    from portal.api.errors import ApiError
+
+    return ApiError(503, "service_unavailable", message, headers=headers).response()
 
 
 def migrate(db: peewee.Database | None = None) -> list[str]:
-    """Create or upgrade the schema; returns the names of the migrations applied."""
+    """Create or upgrade the schema; returns the names of the migrations applied.
+
+    On PostgreSQL an advisory lock makes several instances starting at once migrate one
+    after the other instead of racing to create the same tables.
+    """
     from peewee_migrate import Router
 
     db = db or database.obj
     # peewee-migrate logs every step at INFO; the CLI prints its own summary instead.
     logging.getLogger("peewee_migrate").setLevel(logging.WARNING)
-    with _connected(db):
+    with _connected(db), _migration_lock(db):
         router = Router(db, migrate_dir=str(MIGRATIONS_DIR), ignore=["basemodel"])
         pending = list(router.diff)
         if pending:
             router.run()
     return pending
+
+
+MIGRATION_LOCK_ID = 0x4C6F79616C7479  # "Loyalty": any constant shared by every instance
+
+
+@contextmanager
+def _migration_lock(db: peewee.Database):
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        yield
+        return
+    db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+    try:
+        yield
+    finally:
+        db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
 
 
 @contextmanager
