@@ -76,10 +76,18 @@ def redeem_reward(member: Member, reward: Reward, *, reference: str | None = Non
     return redemption
 
 
-def stamp_balances(member: Member, cards: list[Card]) -> list[dict]:
-    """The member's balance on every card of the program (0 where they never had a stamp)."""
-    held = {row.card_id: row.balance for row in StampBalance.select().where(StampBalance.member == member)}
-    return [{"card_id": card.public_id, "card_name": card.name, "balance": held.get(card.id, 0)} for card in cards]
+def stamp_balances(member: Member) -> list[dict]:
+    """The member's balance on every card of the program (0 where they never had a stamp),
+    oldest card first, in one query."""
+    rows = (
+        Card.select(Card.public_id, Card.name, peewee.fn.COALESCE(StampBalance.balance, 0).alias("balance"))
+        .join(StampBalance, peewee.JOIN.LEFT_OUTER,
+              on=((StampBalance.card == Card.id) & (StampBalance.member == member.id)))
+        .where(Card.partner == member.partner_id)
+        .order_by(Card.id)
+        .tuples()
+    )
+    return [{"card_id": card_id, "card_name": name, "balance": balance} for card_id, name, balance in rows]
 
 
 def _credit_stamps(member, card, count: int, *, source: str, reference=None, description=None) -> LedgerEntry:

@@ -74,8 +74,9 @@ def find_referrer(partner, mode: str, code: str) -> Member | None:
     code = normalise_code(code)
     if not code:
         return None
+    # Codes are issued in upper case (portal.members), so this is the unique index's lookup.
     return Member.get_or_none(
-        (Member.partner == partner) & (Member.mode == mode) & (peewee.fn.UPPER(Member.referral_code) == code))
+        (Member.referral_code == code) & (Member.partner == partner) & (Member.mode == mode))
 
 
 def _refusal(referrer: Member | None, referee: Member | None) -> str | None:
@@ -137,13 +138,13 @@ def _credit_reward(referral: Referral, referrer: Member, referee: Member) -> lis
     kind, amount = program.referral_reward_kind, program.referral_amount
     if kind == "none" or amount <= 0 or not recipients:
         return []
+    if kind == "stamps" and program.referral_card_id is None:  # the card is gone: nothing to stamp
+        return []
     entries = []
     for member in recipients:
         role = "referrer" if member.id == referrer.id else "referee"
         description = f"Referral {referral.public_id} ({role})"
         if kind == "stamps":
-            if program.referral_card_id is None:  # the card is gone; nothing to put stamps on
-                return []
             card = Card.get_by_id(program.referral_card_id)
             entries.append(ledger._credit_stamps(member, card, amount, source="referral",
                                                  reference=referral.public_id, description=description))
