@@ -95,13 +95,16 @@ class Member(LoyaltyObject):
     """A loyalty member of this application's mode."""
 
     id: str
+    mode: str
     external_id: str | None
     name: str
     email: str | None
     phone: str | None
     referral_code: str
     verified: bool
+    verified_at: str | None
     created_at: str
+    updated_at: str
 
 
 class MemberValidation(LoyaltyObject):
@@ -113,18 +116,21 @@ class MemberValidation(LoyaltyObject):
 
 
 class OtpRequest(LoyaltyObject):
-    """An OTP that was sent (the code itself is never returned)."""
+    """An OTP that was sent (the code itself is never returned); ``delivered`` is False in test mode."""
 
     member_id: str
     channel: str
     expires_at: str
+    delivered: bool
 
 
 class OtpVerification(LoyaltyObject):
-    """The result of checking an OTP code."""
+    """A code that was accepted: ``verified`` and the now verified ``member``."""
+
+    _nested = {"member": Member}
 
     verified: bool
-    member_id: str
+    member: Member
 
 
 class Reward(LoyaltyObject):
@@ -144,6 +150,7 @@ class Card(LoyaltyObject):
     name: str
     description: str
     rewards: list[Reward]
+    created_at: str
 
 
 class StampBalance(LoyaltyObject):
@@ -238,12 +245,15 @@ class Claim(LoyaltyObject):
 
 
 class Referral(LoyaltyObject):
-    """One member referring another."""
+    """One member referring another; once applied, ``entries`` are the reward's ledger entries."""
+
+    _nested = {"entries": LedgerEntry}
 
     id: str
     referrer_id: str
     referee_id: str
     rewarded: bool
+    entries: list[LedgerEntry]
     created_at: str
 
 

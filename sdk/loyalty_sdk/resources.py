@@ -85,8 +85,8 @@ class Members(_Resource):
                  external_id: str | None = None) -> MemberValidation:
         """Whether a member exists for ``email``, ``phone`` or ``external_id``: ``valid``, ``member_id``, ``verified``."""
         params = _fields(email=email, phone=phone, external_id=external_id)
-        if not params:
-            raise ValueError("give one of email, phone, external_id to validate")
+        if len(params) != 1:
+            raise ValueError("give exactly one of email, phone, external_id to validate")
         return self._client._call("members.validate", MemberValidation, params=params)
 
     def request_otp(self, member_id: str, *, channel: str = "email",
@@ -124,10 +124,11 @@ class Stamps(_Resource):
         """The member's balance per card; ``.for_card(card_id)`` gives one card's count."""
         return self._client._call("stamps.balance", StampBalances, path_params={"member_id": member_id})
 
-    def history(self, member_id: str, *, limit: int | None = None, page_size: int = 100) -> "ListIterator[LedgerEntry]":
-        """Iterate over the member's stamp ledger entries, newest first."""
+    def history(self, member_id: str, *, card_id: str | None = None, limit: int | None = None,
+                page_size: int = 100) -> "ListIterator[LedgerEntry]":
+        """Iterate over the member's stamp ledger entries, newest first (optionally of one ``card_id``)."""
         return self._client._list("stamps.history", LedgerEntry, path_params={"member_id": member_id},
-                                  limit=limit, page_size=page_size)
+                                  params=_fields(card_id=card_id), limit=limit, page_size=page_size)
 
     def add(self, member_id: str, *, card_id: str, count: int, reference: str | None = None,
             idempotency_key: str | None = None) -> LedgerEntry:
@@ -136,11 +137,11 @@ class Stamps(_Resource):
                                   body=_fields(card_id=card_id, count=count, reference=reference),
                                   idempotency_key=idempotency_key)
 
-    def redeem(self, member_id: str, *, card_id: str, reward_id: str,
+    def redeem(self, member_id: str, *, card_id: str, reward_id: str, reference: str | None = None,
                idempotency_key: str | None = None) -> Redemption:
         """Redeem ``reward_id`` of ``card_id``, spending its ``stamps_cost``; ``ConflictError`` ``insufficient_stamps`` otherwise."""
         return self._client._call("stamps.redeem", Redemption, path_params={"member_id": member_id},
-                                  body={"card_id": card_id, "reward_id": reward_id},
+                                  body=_fields(card_id=card_id, reward_id=reward_id, reference=reference),
                                   idempotency_key=idempotency_key)
 
 
@@ -223,6 +224,9 @@ class Referrals(_Resource):
                                   params=_fields(code=code, member_id=member_id))
 
     def apply(self, *, code: str, member_id: str, idempotency_key: str | None = None) -> Referral:
-        """Refer ``member_id`` with ``code`` (once per member, never itself); the program's reward is credited with it."""
+        """Refer ``member_id`` with ``code`` (once per member, never itself); the program's reward is credited with it.
+
+        The result's ``entries`` are the ledger entries of that reward (empty without a referral rule).
+        """
         return self._client._call("referrals.apply", Referral, idempotency_key=idempotency_key,
                                   body={"code": code, "member_id": member_id})

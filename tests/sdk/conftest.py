@@ -7,6 +7,8 @@ requests or inject faults.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from loyalty_sdk import LoyaltyClient
@@ -70,3 +72,35 @@ def create_key(live_server, app_id: str, *scopes: str, mode: str = "test") -> st
     result = live_server.cli(*args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["api_key"]
+
+
+# Run inside the live server's environment (same data dir and database), in a subprocess
+# so the test process's own database binding is left alone.
+_PROGRAM_SCRIPT = r"""
+import json, sys
+from portal import create_app, catalog
+from portal.models import Application
+app = create_app()
+with app.app_context():
+    partner = Application.get(Application.app_id == sys.argv[1]).partner
+    card = catalog.create_card(partner, "SDK test card", "for the SDK journey")
+    small = catalog.create_reward(card, "Espresso", 3)
+    big = catalog.create_reward(card, "Cake", 8)
+    catalog.update_program(partner, catalog.ProgramSettings(
+        currency="EUR", referral_reward_kind="cashback", referral_amount=150,
+        reward_referrer=True, reward_referee=False))
+    print(json.dumps({"card_id": card.public_id, "small_reward": small.public_id, "big_reward": big.public_id}))
+"""
+
+
+@pytest.fixture(scope="session")
+def program(live_server, demo) -> dict:
+    """A stamp card with two rewards (3 and 8 stamps) and a 150-cent cashback referral rule
+    (for the referrer) on the demo partner: card_id, small_reward, big_reward."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _PROGRAM_SCRIPT, demo["app_id"]], env=live_server.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
