@@ -60,7 +60,12 @@ def _claim_or_404(call: ApiCall, claim_id: str) -> Claim:
 def create_claim(call: ApiCall):
     """File a member's pending request for `count` stamps on `card_id`, or for cashback `amount`."""
     body = call.body
-    kind = body.get("kind") or ("cashback" if "amount" in body else "stamps")
+    kind = body.get("kind")
+    if kind is None:
+        if "amount" in body and ("card_id" in body or "count" in body):
+            raise invalid_request("A claim is for stamps (card_id and count) or for cashback (amount), not both.",
+                                  "amount")
+        kind = "cashback" if "amount" in body else "stamps"
     if kind == "stamps":
         for name in ("card_id", "count"):
             if name not in body:
