@@ -109,7 +109,7 @@ def valid_secrets(application_id: int, now) -> list[str]:
 
 # -- last_used_at, written about once a minute ---------------------------------------------
 
-_last_used_written: dict[int, float] = {}
+_last_used_written: dict[str, float] = {}  # by key hash: ids repeat across databases
 
 
 def _touch_last_used(key: ApiKey, now) -> None:
@@ -119,9 +119,9 @@ def _touch_last_used(key: ApiKey, now) -> None:
     if key.last_used_at is not None and now - key.last_used_at < LAST_USED_EVERY:
         return
     mono = time.monotonic()
-    if mono - _last_used_written.get(key.id, -1e9) < LAST_USED_EVERY.total_seconds():
+    if mono - _last_used_written.get(key.key_hash, -1e9) < LAST_USED_EVERY.total_seconds():
         return
-    _last_used_written[key.id] = mono
+    _last_used_written[key.key_hash] = mono
     ApiKey.update(last_used_at=now).where(
         (ApiKey.id == key.id)
         & (ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < now - LAST_USED_EVERY))
