@@ -90,7 +90,7 @@ def curl_command(client: LoyaltyClient, method: str, path: str, data: str | None
         headers["Content-Type"] = "application/json"
     if method == "POST":
         headers["Idempotency-Key"] = idempotency_key or "cli_" + os.urandom(16).hex()
-    parts = ["curl", "-sS", "--globoff", "-X", method, shlex.quote(url)]
+    parts = [f"curl -sS --globoff -X {method} {shlex.quote(url)}"]
     for name, value in headers.items():
         parts.append("-H " + shlex.quote(f"{name}: {value}"))
     if body is not None:
