@@ -50,13 +50,14 @@ def create_app(config: dict | None = None) -> Flask:
     db.bind(db.open_database(settings.database_url))
     db.init_app(app)
 
-    from portal import api, auth, developer, web
+    from portal import api, auth, developer, program, web
 
     web.init_app(app)
     auth.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(developer.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(program.bp)
 
     @app.get("/static/htmx/<path:filename>")
     def htmx_static(filename):
