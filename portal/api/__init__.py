@@ -87,6 +87,7 @@ from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from portal.api.auth import Caller, require_scope, verify_request
+from portal.db import UNAVAILABLE_ERRORS
 from portal.api.errors import (
     REQUEST_ID_HEADER, ApiError, from_http_exception, internal_error, json_response, request_id,
 )
@@ -242,6 +243,8 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         return exc.response()
     except HTTPException as exc:
         return from_http_exception(exc).response()
+    except UNAVAILABLE_ERRORS:
+        raise  # the database is away, not a bug: portal.db answers 503 service_unavailable
     except Exception as exc:  # the partner gets nothing but the request id
         _log_unhandled(exc)
         return internal_error().response()

@@ -22,7 +22,7 @@ from datetime import timedelta
 from flask import Response
 
 from portal.api.errors import ApiError, invalid_request
-from portal.db import database
+from portal.db import UNAVAILABLE_ERRORS, database, write_transaction
 from portal.models import IdempotencyRecord, utcnow
 
 HEADER = "Idempotency-Key"
@@ -56,18 +56,34 @@ def run_idempotent(caller, key: str, method: str, path: str, body: bytes, run) -
     record = _claim(caller, key, print_)
     if record is not None:
         return _answer_existing(record, print_)
+    # The endpoint's writes and the stored response commit together: a process killed
+    # between the two would otherwise leave a write whose key a retry (after STALE_AFTER)
+    # would run a second time.
     try:
-        response = run()
+        with write_transaction():
+            response = run()
+            if response.status_code >= 500:
+                raise _NotStored(response)
+            IdempotencyRecord.update(
+                state="done", status_code=response.status_code, response_body=response.get_data(as_text=True),
+            ).where(_where(caller, key)).execute()
+    except _NotStored as failed:
+        _forget(caller, key)
+        return failed.response
     except BaseException:
-        _forget(caller, key)
+        try:
+            _forget(caller, key)
+        except UNAVAILABLE_ERRORS:  # the database is away: the row goes stale and is taken over
+            pass
         raise
-    if response.status_code >= 500:
-        _forget(caller, key)
-        return response
-    IdempotencyRecord.update(
-        state="done", status_code=response.status_code, response_body=response.get_data(as_text=True),
-    ).where(_where(caller, key)).execute()
     return response
+
+
+class _NotStored(Exception):
+    """A 5xx response: roll back what the endpoint wrote and forget the key."""
+
+    def __init__(self, response: Response):
+        self.response = response
 
 
 def _where(caller, key):
