@@ -50,7 +50,7 @@ def create_app(config: dict | None = None) -> Flask:
     db.bind(db.open_database(settings.database_url))
     db.init_app(app)
 
-    from portal import api, auth, developer, program, web
+    from portal import api, api_docs, auth, developer, program, web
 
     web.init_app(app)
     auth.init_app(app)
@@ -58,6 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(developer.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(program.bp)
+    app.register_blueprint(api_docs.bp)
 
     @app.get("/static/htmx/<path:filename>")
     def htmx_static(filename):

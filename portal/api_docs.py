@@ -1,0 +1,91 @@
+"""The portal's "API docs" page (/docs/api): endpoints, scopes, signing and runnable
+examples, rendered from the same OpenAPI document the API serves, so they cannot drift."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from portal.api.openapi import document, openapi_path
+from portal.scopes import scope_groups
+from portal.signing import canonical_string, signature
+
+bp = Blueprint("api_docs", __name__)
+
+METHOD_ORDER = ("get", "post", "patch", "put", "delete")
+
+# A worked example with made-up credentials (they match no real account).
+SAMPLE = {
+    "app_id": "app_k3j9x0q2m5n8p1r4",
+    "app_secret": "secret_Zq8fN2vXp4LrT6yBw1Kc9Hd3Mg5Js7Ae",
+    "api_key": "test_sk_Qm4vN8xZ2pL6rT0yB3wK7cH1dG5jS9aE1Q4vv2",
+    "timestamp": "1767225602",
+    "nonce": "nonce-cccccccccccccccc",
+    "body": '{"email":"ana@example.com","name":"Ana"}',
+}
+
+
+def _type_label(schema: dict) -> str:
+    kind = schema.get("type", "any")
+    if isinstance(kind, list):
+        kind = " or ".join(k for k in kind)
+    if "enum" in schema:
+        kind = " | ".join(str(v) for v in schema["enum"] if v is not None)
+    limits = []
+    if "minimum" in schema or "maximum" in schema:
+        limits.append(f"{schema.get('minimum', '…')}–{schema.get('maximum', '…')}")
+    if "maxLength" in schema:
+        limits.append(f"≤ {schema['maxLength']} chars")
+    return kind + (f" ({', '.join(limits)})" if limits else "")
+
+
+def _fields(operation: dict) -> list[dict]:
+    """Body fields and query parameters of an operation, for the table."""
+    rows = []
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    if body:
+        required = set(body.get("required", []))
+        for name, schema in body.get("properties", {}).items():
+            rows.append({"name": name, "where": "body", "type": _type_label(schema),
+                         "required": name in required, "description": schema.get("description", "")})
+    for param in operation.get("parameters", []):
+        if param["in"] in ("query", "header"):
+            rows.append({"name": param["name"], "where": param["in"], "type": _type_label(param["schema"]),
+                         "required": param.get("required", False), "description": param.get("description", "")})
+    return rows
+
+
+def endpoint_groups() -> list[tuple[str, list[dict]]]:
+    """Operations grouped by tag, in the document's order."""
+    doc = document()
+    groups: dict[str, list[dict]] = {}
+    for path, item in doc["paths"].items():
+        for method in METHOD_ORDER:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            success = next(code for code in operation["responses"] if code.startswith("2"))
+            errors = [(code, r["description"]) for code, r in operation["responses"].items() if not code.startswith("2")]
+            groups.setdefault(operation["tags"][0], []).append({
+                "id": operation["operationId"], "method": method.upper(), "path": path,
+                "summary": operation["summary"], "description": operation.get("description", ""),
+                "scope": operation.get("x-required-scope"), "public": operation.get("security") == [],
+                "fields": _fields(operation), "success": success, "errors": errors,
+            })
+    return list(groups.items())
+
+
+@bp.get("/docs/api")
+def api_docs():
+    """The API reference: signing, errors, scopes and every endpoint, with examples."""
+    canonical = canonical_string("POST", "/v1/members", "", SAMPLE["body"].encode(), app_id=SAMPLE["app_id"],
+                                 timestamp=SAMPLE["timestamp"], nonce=SAMPLE["nonce"])
+    return render_template(
+        "api_docs/index.html",
+        groups=endpoint_groups(),
+        scope_groups=scope_groups(),
+        base_url=request.host_url.rstrip("/"),
+        sample=SAMPLE,
+        sample_canonical=canonical,
+        sample_signature=signature(SAMPLE["app_secret"], canonical),
+        openapi_path=openapi_path,
+    )

@@ -1,0 +1,31 @@
+"""The portal's API docs page renders every endpoint of the OpenAPI document."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+pytestmark = pytest.mark.sqlite_only  # a page of static content: one engine is enough
+
+
+def test_api_docs_page_lists_every_operation_with_its_scope(client):
+    document = client.get("/v1/openapi.json").get_json()
+    page = client.get("/docs/api")
+    assert page.status_code == 200
+    text = html.unescape(page.get_data(as_text=True))
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert f'id="op-{operation["operationId"]}"' in text, f"{method} {path}"
+            assert path in text
+            if operation["x-required-scope"]:
+                assert f"Scope: <code>{operation['x-required-scope']}</code>" in text
+
+
+def test_api_docs_page_explains_signing_with_a_worked_example(client, signing_vectors):
+    text = html.unescape(client.get("/docs/api").get_data(as_text=True))
+    case = next(c for c in signing_vectors["cases"] if c["method"] == "POST" and c["path_and_query"] == "/v1/members")
+    assert case["canonical_string"] in text
+    assert case["signature_header"] in text
+    for code in ("missing_api_key", "invalid_signature", "replayed_request", "insufficient_scope"):
+        assert code in text
