@@ -79,6 +79,12 @@ def program_for(partner) -> Program:
         return Program.get(Program.partner == partner)
 
 
+def currency_of(partner) -> str:
+    """The program's currency, read without creating the program row (API reads stay reads)."""
+    currency = Program.select(Program.currency).where(Program.partner == partner).scalar()
+    return currency or Program.currency.default
+
+
 def list_cards(partner) -> list[Card]:
     """The partner's cards, oldest first, each with `.reward_list` (cheapest first)."""
     cards = list(Card.select().where(Card.partner == partner).order_by(Card.id))

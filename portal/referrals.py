@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import peewee
 
-from portal import catalog, ledger
+from portal import ledger
 from portal.db import write_transaction
-from portal.models import Card, Member, Referral, isoformat
+from portal.models import Card, Member, Program, Referral, isoformat
 
 CODE_MAX = 64
 
@@ -133,7 +133,9 @@ def apply_referral(referee: Member, code: str) -> Referral:
 
 
 def _credit_reward(referral: Referral, referrer: Member, referee: Member) -> list:
-    program = catalog.program_for(referee.partner_id)
+    program = Program.get_or_none(Program.partner == referee.partner_id)
+    if program is None:  # the partner never configured a program: no reward rule
+        return []
     recipients = [m for m, wanted in ((referrer, program.reward_referrer), (referee, program.reward_referee)) if wanted]
     kind, amount = program.referral_reward_kind, program.referral_amount
     if kind == "none" or amount <= 0 or not recipients:

@@ -31,7 +31,7 @@ MOVEMENT = Body({"amount": AMOUNT, "reference": REFERENCE, "description": DESCRI
 
 
 def _currency(call: ApiCall) -> str:
-    return catalog.program_for(call.partner_id).currency
+    return catalog.currency_of(call.partner_id)
 
 
 @endpoint("GET", "/members/<member_id>/cashback", scope="cashback_read", summary="Cashback balance",
