@@ -14,7 +14,6 @@ import logging
 import secrets
 from urllib.parse import urlsplit
 
-import peewee
 from flask import (
     Response,
     flash,
@@ -76,7 +75,7 @@ ERROR_TEXT = {
     400: ("Bad request", "The request could not be understood. Go back, reload the page and try again."),
     401: ("Log in required", "Log in to continue."),
     403: ("Not allowed", "You are not allowed to do that."),
-    404: ("Page not found", "There is nothing here. The link may be mistyped, or the item belongs to another organisation."),
+    404: ("Page not found", "There is nothing here. The link may be mistyped or out of date."),
     405: ("Method not allowed", "This address does not accept that kind of request. Use the buttons on the page instead."),
     413: ("Too much data", "The form sent more data than this site accepts. Shorten what you entered and try again."),
     422: ("Check the form", "Some fields need attention."),
@@ -313,11 +312,8 @@ def init_app(app) -> None:
             return error_response(400, CSRF_FAILURE_MESSAGE)
         return error_response(exc.code)
 
-    @app.errorhandler(peewee.OperationalError)
-    @app.errorhandler(peewee.InterfaceError)
-    def _database_unavailable(exc):
-        log.error("database unavailable: %s", exc.__class__.__name__)
-        return error_response(503)
+    # A database that does not answer is portal.db's to report (503 for pages and /v1 alike,
+    # without touching the database again to render a page).
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
