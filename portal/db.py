@@ -238,7 +238,7 @@ def _database_unavailable(exc):
     log.warning("database unavailable (%s %s): %s", request.method, request.path,
                 str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
     release_connection()
-    message = "The service is temporarily unavailable; please retry shortly."
+    message = "The service cannot reach its database right now. Please try again in a moment."
     headers = {"Retry-After": "1", "Cache-Control": "no-store"}
     if request.path == "/healthz":
         return jsonify(status="unavailable"), 503, headers
