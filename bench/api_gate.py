@@ -1,0 +1,214 @@
+"""Benchmark the /v1 gate. Prints figures; asserts nothing.
+
+1. Throughput: runs the production server (`loyalty-portal serve --workers 2`) on a fresh
+   data dir and drives it from separate client processes. Every request is signed by the
+   client (so client cost is equal), first `GET /healthz`, then `GET /v1/members/{id}/stamps`.
+   Prints requests/s of each and their ratio (target >= 0.6, aim 0.8).
+2. Gate cost vs key count: the median time of `verify_request` (all six checks, real SQLite
+   file) with 10 keys in the table and again with 100,000 (target ratio <= 1.2).
+
+    python3 bench/api_gate.py [--seconds 8] [--clients 3] [--rounds 2] [--verifications 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import multiprocessing
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+# -- client-side signing (what a partner's code does) --------------------------------------
+
+
+def signed_headers(method: str, path: str, body: bytes, creds: dict) -> dict:
+    timestamp = str(int(time.time()))
+    nonce = secrets.token_urlsafe(18)
+    canonical = "\n".join(["LOYALTY-HMAC-SHA256-V1", method, path, "", creds["app_id"], timestamp, nonce,
+                           hashlib.sha256(body).hexdigest()])
+    mac = hmac.new(creds["app_secret"].encode(), canonical.encode(), hashlib.sha256).hexdigest()
+    return {"Authorization": f"Bearer {creds['test_key']}", "X-Loyalty-App-Id": creds["app_id"],
+            "X-Loyalty-Timestamp": timestamp, "X-Loyalty-Nonce": nonce, "X-Loyalty-Signature": f"v1={mac}"}
+
+
+def _client(url: str, creds: dict, seconds: float, start_at: float, results) -> None:
+    """One client process: signed GETs in a loop on one keep-alive connection."""
+    import requests
+
+    session = requests.Session()
+    path = urlsplit(url).path
+    while time.time() < start_at:
+        time.sleep(0.001)
+    deadline = time.monotonic() + seconds
+    done = errors = 0
+    while time.monotonic() < deadline:
+        response = session.get(url, headers=signed_headers("GET", path, b"", creds), timeout=30)
+        if response.status_code == 200:
+            done += 1
+        else:
+            errors += 1
+    results.put((done, errors))
+
+
+def throughput(url: str, creds: dict, *, clients: int, seconds: float) -> tuple[float, int]:
+    """Requests per second over `clients` processes; also the number of non-200 answers."""
+    results = multiprocessing.Queue()
+    start_at = time.time() + 0.5
+    procs = [multiprocessing.Process(target=_client, args=(url, creds, seconds, start_at, results))
+             for _ in range(clients)]
+    for proc in procs:
+        proc.start()
+    totals = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return sum(d for d, _ in totals) / seconds, sum(e for _, e in totals)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_server_benchmark(args) -> None:
+    import requests
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-gate-"))
+    env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir)}
+    env.pop("LOYALTY_DATABASE_URL", None)
+    port = free_port()
+    log = open(data_dir / "server.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "portal.cli", "serve", "--port", str(port), "--workers", "2"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        demo = subprocess.run([sys.executable, "-m", "portal.cli", "demo", "--json"], env=env, cwd=REPO,
+                              capture_output=True, text=True, check=True)
+        creds = json.loads(demo.stdout)
+        body = json.dumps({"email": "bench@example.com"}).encode()
+        headers = {**signed_headers("POST", "/v1/members", body, creds), "Content-Type": "application/json"}
+        member = requests.post(base + "/v1/members", data=body, headers=headers, timeout=10).json()
+        stamps_url = f"{base}/v1/members/{member['id']}/stamps"
+        probe = requests.get(stamps_url, headers=signed_headers("GET", urlsplit(stamps_url).path, b"", creds))
+        if probe.status_code != 200:
+            raise SystemExit(f"GET {stamps_url} answered {probe.status_code}: {probe.text[:200]}")
+
+        # Warm both paths (imports, connections, caches) before measuring.
+        throughput(base + "/healthz", creds, clients=args.clients, seconds=1)
+        throughput(stamps_url, creds, clients=args.clients, seconds=1)
+        health_rates, stamp_rates, failures = [], [], 0
+        for _ in range(args.rounds):  # alternate, so drift in machine load hits both
+            rate, errors = throughput(base + "/healthz", creds, clients=args.clients, seconds=args.seconds)
+            health_rates.append(rate)
+            failures += errors
+            rate, errors = throughput(stamps_url, creds, clients=args.clients, seconds=args.seconds)
+            stamp_rates.append(rate)
+            failures += errors
+        health, stamps = statistics.mean(health_rates), statistics.mean(stamp_rates)
+        print(f"server: loyalty-portal serve --workers 2; {args.clients} client processes, "
+              f"{args.rounds} x {args.seconds:.0f} s per endpoint")
+        print(f"  GET /healthz (signed)                    {health:8.0f} req/s")
+        print(f"  GET /v1/members/{{id}}/stamps (signed)     {stamps:8.0f} req/s")
+        print(f"  throughput ratio stamps / healthz        {stamps / health:8.2f}   (target >= 0.6, aim 0.8)")
+        if failures:
+            print(f"  non-200 answers during the runs: {failures}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+# -- the gate in-process, with 10 and 100,000 keys -----------------------------------------
+
+
+def run_key_count_benchmark(args) -> None:
+    from werkzeug.datastructures import Headers
+
+    from portal import create_app, db
+    from portal.accounts import create_partner_account
+    from portal.api.auth import require_scope, verify_request
+    from portal.applications import create_application, issue_api_key
+    from portal.models import ApiKey
+
+    data_dir = tempfile.mkdtemp(prefix="bench-keys-")
+    app = create_app({"DATA_DIR": data_dir})
+    with app.app_context():
+        db.migrate()
+        db.database.connect(reuse_if_open=True)
+        user = create_partner_account("Bench Shop", "bench@example.com", "bench password 123", via="bench")
+        application, secret = create_application(user.partner, "Bench app", by=user)
+        keys = [issue_api_key(application, name=f"k{i}", mode="test", scopes=["stamps_read"])[1] for i in range(10)]
+        creds = {"app_id": application.app_id, "app_secret": secret}
+
+        def median_verification() -> float:
+            timings = []
+            for i in range(args.verifications):
+                key = keys[i % len(keys)]
+                headers = Headers(signed_headers("GET", "/v1/members/mem_x/stamps", b"", {**creds, "test_key": key}))
+                started = time.perf_counter()
+                caller = verify_request("GET", "/v1/members/mem_x/stamps", "", b"", headers)
+                require_scope(caller, "stamps_read")
+                timings.append(time.perf_counter() - started)
+            return statistics.median(timings)
+
+        median_verification()  # warm caches
+        small = median_verification()
+        count_small = ApiKey.select().count()
+
+        # Fill the table to 100,000 keys (hashes of random keys, as issue_api_key stores them).
+        rows = [{"application": application.id, "name": "filler", "mode": "test",
+                 "key_hash": hashlib.sha256(secrets.token_bytes(32)).hexdigest(), "first4": "xxxx", "last4": "xxxx",
+                 "scopes": "stamps_read"} for _ in range(100_000 - count_small)]
+        with db.database.atomic():
+            for start in range(0, len(rows), 5000):
+                ApiKey.insert_many(rows[start:start + 5000]).execute()
+        db.database.execute_sql("ANALYZE")
+        median_verification()
+        large = median_verification()
+        count_large = ApiKey.select().count()
+    print(f"gate median verification ({args.verifications} signed requests, SQLite file, all six checks):")
+    print(f"  {count_small:>7} keys: {small * 1e6:8.0f} µs")
+    print(f"  {count_large:>7} keys: {large * 1e6:8.0f} µs")
+    print(f"  ratio 100,000 / 10 keys: {large / small:.2f}   (target <= 1.2)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per endpoint and round")
+    parser.add_argument("--clients", type=int, default=3, help="client processes")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per endpoint")
+    parser.add_argument("--verifications", type=int, default=3000, help="gate calls per key-count sample")
+    parser.add_argument("--skip-server", action="store_true", help="only the key-count benchmark")
+    parser.add_argument("--skip-keys", action="store_true", help="only the throughput benchmark")
+    args = parser.parse_args()
+    if not args.skip_server:
+        run_server_benchmark(args)
+    if not args.skip_keys:
+        run_key_count_benchmark(args)
+
+
+if __name__ == "__main__":
+    main()
