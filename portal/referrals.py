@@ -156,13 +156,21 @@ def _credit_reward(referral: Referral, referrer: Member, referee: Member) -> lis
     return entries
 
 
+REFERRALS_LISTED = 100
+
+
 def referral_stats(member: Member) -> dict:
-    """The member's code, how many they referred and were rewarded for, and the referrals."""
-    referrals = list(
+    """The member's code, how many they referred and were rewarded for, who referred them,
+    and their latest referrals (newest first, at most REFERRALS_LISTED)."""
+    made = Referral.select().where(Referral.referrer == member)
+    referred_count = made.count()
+    rewarded_count = made.where(Referral.rewarded == True).count()  # noqa: E712 (SQL, not Python)
+    latest = list(
         Referral.select(Referral, Member)
         .join(Member, on=(Referral.referee == Member.id))
         .where(Referral.referrer == member)
         .order_by(Referral.id.desc())
+        .limit(REFERRALS_LISTED)
     )
     referred_by = (
         Member.select(Member.public_id)
@@ -174,10 +182,10 @@ def referral_stats(member: Member) -> dict:
         "object": "referral_stats",
         "member_id": member.public_id,
         "referral_code": member.referral_code,
-        "referred_count": len(referrals),
-        "rewarded_count": sum(1 for r in referrals if r.rewarded),
+        "referred_count": referred_count,
+        "rewarded_count": rewarded_count,
         "referred_by": referred_by,
-        "referrals": [referral_json(r, referrer_id=member.public_id) for r in referrals],
+        "referrals": [referral_json(r, referrer_id=member.public_id) for r in latest],
     }
 
 

@@ -43,7 +43,8 @@ REFERRAL_STATS = schema_ref("ReferralStats", {
         "referred_count": {"type": "integer", "minimum": 0},
         "rewarded_count": {"type": "integer", "minimum": 0},
         "referred_by": {"type": ["string", "null"], "description": "Who referred this member, if anyone."},
-        "referrals": {"type": "array", "items": REFERRAL},
+        "referrals": {"type": "array", "items": REFERRAL, "maxItems": referrals.REFERRALS_LISTED,
+                      "description": "The latest referrals, newest first."},
     },
 })
 REFERRAL_VALIDATION = schema_ref("ReferralValidation", {
@@ -61,7 +62,8 @@ REFERRAL_VALIDATION = schema_ref("ReferralValidation", {
           response=REFERRAL_STATS, errors={404: "No such member"})
 def referral_stats(call: ApiCall, member_id):
     """The member's `referral_code`, how many members they referred (`referred_count`), for
-    how many a reward was credited (`rewarded_count`), and those referrals, newest first."""
+    how many a reward was credited (`rewarded_count`), who referred them (`referred_by`),
+    and their latest 100 referrals, newest first."""
     return referrals.referral_stats(member_or_404(call, member_id))
 
 

@@ -10,6 +10,7 @@ import requests
 
 from portal import db
 from tests.api.helpers import SignedAuth, SignedClient, add_key, error_of
+from tests.conftest import LiveServer
 from tests.api.test_stamps import create_member, member  # noqa: F401  (fixture)
 from tests.domain.test_ledger import refuse_inserts
 
@@ -101,31 +102,64 @@ def test_another_partner_or_mode_gets_404(app, client, api, creds, member):
     assert balance(api, member) == 0
 
 
-@pytest.mark.sqlite_only
-def test_thirty_concurrent_redemptions_on_the_live_server_spend_exactly_the_balance(live_server):
-    """30 clients each redeem 10 from 100 against the real server: 10 succeed, 20 get 409."""
-    demo = live_server.demo()
-    auth = SignedAuth(demo["app_id"], demo["app_secret"], demo["test_key"])
-    url = live_server.url
-    member_id = requests.post(f"{url}/v1/members", json={"email": "race@example.com"}, auth=auth).json()["id"]
-    assert requests.post(f"{url}/v1/members/{member_id}/cashback/credit", json={"amount": 100},
-                         auth=auth).status_code == 201
-    barrier = threading.Barrier(30)
+def race(count: int, send) -> list[int]:
+    """Send `count` requests at once from as many threads; their statuses, sorted."""
+    barrier = threading.Barrier(count)
     statuses: list[int] = []
 
-    def redeem():
+    def worker():
         barrier.wait()
-        res = requests.post(f"{url}/v1/members/{member_id}/cashback/redeem", json={"amount": 10}, auth=auth,
-                            timeout=60)
-        statuses.append(res.status_code)
+        statuses.append(send().status_code)
 
-    threads = [threading.Thread(target=redeem) for _ in range(30)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(statuses)
 
-    assert sorted(statuses) == [201] * 10 + [409] * 20
-    assert requests.get(f"{url}/v1/members/{member_id}/cashback", auth=auth).json()["balance"] == 0
-    history = requests.get(f"{url}/v1/members/{member_id}/cashback/history?limit=100", auth=auth).json()["data"]
-    assert sum(e["amount"] for e in history) == 0 and len(history) == 11
+
+def assert_exact_under_concurrent_redemptions(server) -> None:
+    """30 clients each redeem 10 cashback from 100, and 30 each redeem a 10-stamp reward
+    from 100 stamps: exactly 10 of each succeed, the rest get 409, balances end at 0 and
+    the history adds up."""
+    demo = server.demo()
+    auth = SignedAuth(demo["app_id"], demo["app_secret"], demo["test_key"])
+    url = server.url
+    member = requests.post(f"{url}/v1/members", json={"email": "race@example.com"}, auth=auth).json()["id"]
+    card = requests.get(f"{url}/v1/cards", auth=auth).json()["data"][-1]  # the demo's Coffee card
+    reward = next(r for r in card["rewards"] if r["stamps_cost"] == 10)
+    assert requests.post(f"{url}/v1/members/{member}/cashback/credit", json={"amount": 100},
+                         auth=auth).status_code == 201
+    assert requests.post(f"{url}/v1/members/{member}/stamps", json={"card_id": card["id"], "count": 100},
+                         auth=auth).status_code == 201
+
+    cashback = race(30, lambda: requests.post(f"{url}/v1/members/{member}/cashback/redeem", json={"amount": 10},
+                                              auth=auth, timeout=60))
+    stamps = race(30, lambda: requests.post(f"{url}/v1/members/{member}/stamps/redeem", auth=auth, timeout=60,
+                                            json={"card_id": card["id"], "reward_id": reward["id"]}))
+
+    assert cashback == [201] * 10 + [409] * 20
+    assert stamps == [201] * 10 + [409] * 20
+    assert requests.get(f"{url}/v1/members/{member}/cashback", auth=auth).json()["balance"] == 0
+    balances = requests.get(f"{url}/v1/members/{member}/stamps", auth=auth).json()["data"]
+    assert [b["balance"] for b in balances if b["card_id"] == card["id"]] == [0]
+    for kind in ("cashback", "stamps"):
+        history = requests.get(f"{url}/v1/members/{member}/{kind}/history?limit=100", auth=auth).json()["data"]
+        assert len(history) == 11 and sum(e["amount"] for e in history) == 0
+        assert history[0]["balance_after"] == 0
+
+
+def test_concurrent_redemptions_on_the_live_server_spend_exactly_the_balance(live_server):
+    assert_exact_under_concurrent_redemptions(live_server)
+
+
+@pytest.mark.postgres
+def test_concurrent_redemptions_on_postgresql_with_two_server_processes(postgres_databases, tmp_path):
+    url = postgres_databases.create()
+    server = LiveServer(tmp_path, workers=2, env={"LOYALTY_DATABASE_URL": url}).start()
+    try:
+        assert_exact_under_concurrent_redemptions(server)
+    finally:
+        server.stop()
+        postgres_databases.drop(url)
