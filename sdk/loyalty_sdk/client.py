@@ -59,7 +59,7 @@ def validate_base_url(base_url: str) -> str:
         raise ConfigurationError(f"base_url is missing: pass base_url= or set {ENV_BASE_URL} (e.g. https://loyalty.example.com)")
     base_url = base_url.strip()
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in base_url):
         raise ConfigurationError(
             f"base_url {base_url!r} needs a scheme and a host, e.g. https://loyalty.example.com or http://127.0.0.1:8000"
         )
@@ -100,7 +100,7 @@ class ListIterator(Generic[T]):
     ``page_size`` (1-100) is how many each request asks for.
     """
 
-    def __init__(self, fetch: Callable[[dict[str, Any]], dict], item_type: type[T], params: dict[str, Any],
+    def __init__(self, fetch: Callable[[dict[str, Any]], dict[str, Any]], item_type: type[T], params: dict[str, Any],
                  *, limit: int | None, page_size: int) -> None:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError("limit must be a whole number ≥ 0 (or None for every object)")
@@ -111,7 +111,7 @@ class ListIterator(Generic[T]):
         self._params = {k: v for k, v in params.items() if v is not None}
         self._remaining = limit
         self._page_size = page_size
-        self._buffer: list[dict] = []
+        self._buffer: list[dict[str, Any]] = []
         self._starting_after: str | None = None
         self._done = limit == 0
 
@@ -361,7 +361,7 @@ class LoyaltyClient:
     def _environment(self, url: str) -> dict[str, Any]:
         # What Session.request would merge in (proxies, CA bundle): computed once per client.
         if self._env_settings is None:
-            self._env_settings = self._session.merge_environment_settings(url, {}, None, None, None)
+            self._env_settings = dict(self._session.merge_environment_settings(url, {}, None, None, None))
         return self._env_settings
 
     def _send_with_retries(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> dict[str, Any]:
@@ -369,10 +369,10 @@ class LoyaltyClient:
         clock_corrected = False
         settings = self._environment(url)
         while True:
-            prepared = self._session.prepare_request(
-                requests.Request(method, url, headers=headers, data=body, auth=self._auth)
-            )  # the auth object signs here: a new timestamp and nonce for every attempt
             try:
+                prepared = self._session.prepare_request(
+                    requests.Request(method, url, headers=headers, data=body, auth=self._auth)
+                )  # the auth object signs here: a new timestamp and nonce for every attempt
                 response = self._session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
             except requests.exceptions.RequestException as exc:
                 retryable = isinstance(exc, _RETRYABLE_EXCEPTIONS) and not isinstance(exc, _NOT_RETRYABLE_EXCEPTIONS)
@@ -413,7 +413,7 @@ class LoyaltyClient:
         return status == 429 or status >= 500
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.max_retry_delay, self.retry_backoff * (2 ** attempt))
+        delay = float(min(self.max_retry_delay, self.retry_backoff * (2 ** attempt)))
         return delay * (0.5 + random.random() / 2)  # jitter: half to all of it
 
     def _sleep(self, seconds: float) -> None:

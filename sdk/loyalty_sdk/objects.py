@@ -74,7 +74,8 @@ class LoyaltyObject:
     @property
     def raw(self) -> dict[str, Any]:
         """The JSON object as the server sent it."""
-        return self._data
+        data: dict[str, Any] = self._data
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the JSON object, safe to change."""
@@ -171,7 +172,8 @@ class StampBalances(LoyaltyObject):
     def _rows(self) -> list[StampBalance]:
         for name in ("data", "cards", "balances"):
             if isinstance(self._data.get(name), list):
-                return getattr(self, name)
+                rows: list[StampBalance] = getattr(self, name)
+                return rows
         return []
 
     def __iter__(self) -> Iterator[StampBalance]:  # type: ignore[override]

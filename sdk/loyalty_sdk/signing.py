@@ -15,7 +15,7 @@ import secrets
 import string
 import time
 import zlib
-from typing import Callable, Mapping, Union
+from typing import Callable, Union
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
@@ -257,11 +257,3 @@ class LoyaltyAuth(AuthBase):
         request.headers.update(self.signed_headers(request.method or "GET", request.url or "/", request.body))
         return request
 
-
-def headers_without_secrets(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` safe to log: the API key masked."""
-    shown = dict(headers)
-    auth = shown.get("Authorization")
-    if auth and auth.startswith("Bearer "):
-        shown["Authorization"] = "Bearer " + mask_key(auth[7:])
-    return shown
