@@ -89,6 +89,9 @@ def main(out: Path) -> None:
                 shot("14-home")
                 page.get_by_role("link", name="Docs", exact=True).click()
                 shot("15-docs")
+                for path, name in (("/program", "15b-program"), ("/docs/api", "15c-api-docs")):
+                    page.goto(server.url + path)  # other areas, in our layout
+                    shot(name)
                 page.goto(server.url + "/developer/apps/app_doesnotexist0000")
                 shot("16-not-found")
                 page.get_by_role("button", name="Log out").click()

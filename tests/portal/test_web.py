@@ -118,3 +118,22 @@ def test_the_sidebar_links_every_area(client, app):
     for href, label in (("/developer", "Developer"), ("/program", "Program"), ("/docs/api", "API docs"), ("/docs", "Docs")):
         assert f'href="{href}"' in page and f">{label}</a>" in page
     assert 'aria-current="page" class="active">Developer</a>' in page
+
+
+def test_a_page_that_only_fills_title_and_content_gets_the_whole_layout(app, client):
+    """Other areas (Program, API docs) extend base.html and fill just these two blocks."""
+    from flask import render_template_string
+    from flask_login import login_user
+
+    from portal.models import User
+    from portal_helpers import make_org
+
+    org = make_org(app, "layout@shop.example")
+    source = '{% extends "base.html" %}{% block title %}Program{% endblock %}{% block content %}<h1>Program</h1>{% endblock %}'
+    with app.test_request_context("/program"):
+        login_user(User.get_by_id(org.user_id))
+        html = render_template_string(source)
+    assert "<title>Program · Loyalty Partners</title>" in html
+    assert 'aria-current="page" class="active">Program</a>' in html
+    assert '<main id="main" tabindex="-1">' in html and "<h1>Program</h1>" in html
+    assert "Log out" in html and 'id="flashes"' in html and "hx-headers=" in html
