@@ -3,6 +3,7 @@ below zero, and nothing half-written when a statement fails."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import peewee
@@ -149,11 +150,19 @@ def test_thirty_concurrent_stamp_redemptions_of_ten_from_a_hundred(card, make_me
 def test_concurrent_credits_and_debits_add_up(card, make_member):
     member = make_member(email="ann@example.com")
     ledger.add_stamps(member, card, 50)
-    results = run_concurrently(
-        20, lambda: ledger.add_stamps(member, card, 5) if threading.get_ident() % 2 else ledger.redeem_reward(
-            member, card.free_coffee))
+    turns = itertools.count()
+
+    def credit_or_redeem():
+        if next(turns) % 2:
+            return ledger.add_stamps(member, card, 5)
+        return ledger.redeem_reward(member, card.free_coffee)
+
+    results = run_concurrently(20, credit_or_redeem)
+
+    assert sum(isinstance(r, LedgerEntry) for r in results) == 10  # every credit went through
     assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, ledger.InsufficientStamps)]
-    assert stamps_of(member, card) == entries_sum(member, "stamps") >= 0
+    redeemed = sum(isinstance(r, Redemption) for r in results)
+    assert stamps_of(member, card) == 50 + 10 * 5 - 10 * redeemed == entries_sum(member, "stamps") >= 0
     # Every entry's balance_after is the running sum of the entries up to it.
     running = 0
     for entry in LedgerEntry.select().where(LedgerEntry.member == member).order_by(LedgerEntry.id):
