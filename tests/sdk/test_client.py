@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from loyalty_sdk import (
@@ -14,6 +16,7 @@ from loyalty_sdk import (
     LoyaltyClient,
     LoyaltyError,
     PermissionDeniedError,
+    RateLimitError,
 )
 from tests.sdk.conftest import create_key
 
@@ -166,3 +169,35 @@ def test_a_non_json_404_from_a_proxy_is_an_api_error_too(make_client, proxy):
     with pytest.raises(APIError) as caught:
         client.key_info()
     assert caught.value.status == 404 and "no route here" in str(caught.value)
+
+
+def test_a_base_url_with_whitespace_is_refused():
+    with pytest.raises(ConfigurationError):
+        LoyaltyClient(**{**GOOD, "base_url": "http://loyalty example.com"})
+
+
+def test_the_servers_insufficient_scope_becomes_insufficient_scope_error(stamps_read_key, make_client):
+    client = make_client(api_key=stamps_read_key)
+    # request() is the unchecked lower layer, so this reaches the server's own scope check
+    with pytest.raises(InsufficientScopeError) as caught:
+        client.request("POST", "/v1/members/mem_x/stamps", json_body={"card_id": "card_x", "count": 1})
+    assert caught.value.status == 403 and caught.value.missing == ["stamps_write"]
+    assert caught.value.request_id.startswith("req_")
+
+
+def test_an_otp_cooldown_is_raised_with_retry_after_rather_than_waited_out(client):
+    member = client.members.create(email=f"otp-{secrets.token_hex(4)}@example.com")
+    client.members.request_otp(member.id, channel="email")
+    with pytest.raises(RateLimitError) as caught:
+        client.members.request_otp(member.id, channel="email")
+    assert caught.value.status == 429 and caught.value.code == "otp_cooldown"
+    assert caught.value.retry_after and caught.value.retry_after > client.max_retry_delay
+
+
+def test_a_request_still_in_progress_is_retried(make_client, proxy):
+    client = make_client(base_url=proxy.url)
+    proxy.fail_next("answer", status=409, path_prefix="/v1/members", headers={"Content-Type": "application/json"},
+                    body=b'{"error":{"type":"conflict","code":"idempotency_request_in_progress","message":"wait"}}')
+    member = client.members.create(email=f"inprogress-{secrets.token_hex(4)}@example.com")
+    attempts = proxy.seen("/v1/members", method="POST")
+    assert [a.status for a in attempts] == [409, 201] and member.id.startswith("mem_")
