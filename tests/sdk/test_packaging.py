@@ -50,7 +50,8 @@ def test_installing_the_sdk_pulls_in_nothing_of_the_server(sdk_venv):
     assert typed.stdout.strip() == "True"
 
 
-def test_the_readme_quick_start_prints_a_stamp_balance(sdk_venv, live_server, demo, program):
+def test_the_readme_quick_start_prints_a_stamp_balance(sdk_venv, live_server):
+    demo = live_server.demo()  # a plain `loyalty-portal demo`, as the README suggests
     readme = (SDK_DIR / "README.md").read_text()
     example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     assert len(example.strip().splitlines()) <= 10
