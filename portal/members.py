@@ -13,7 +13,7 @@ import secrets
 
 import peewee
 
-from portal.db import database
+from portal.db import write_transaction
 from portal.models import Member, utcnow
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
@@ -147,7 +147,7 @@ def create_member(partner_id: int, mode: str, fields: dict) -> Member:
         raise MemberError("Give at least one of email and phone.", "email")
     for _ in range(5):
         try:
-            with database.atomic():
+            with write_transaction():
                 _check_unique(partner_id, mode, values)
                 now = utcnow()
                 return Member.create(partner=partner_id, mode=mode, referral_code=new_referral_code(),
@@ -171,7 +171,7 @@ def update_member(member: Member, fields: dict) -> Member:
         return member
     values["updated_at"] = utcnow()
     try:
-        with database.atomic():
+        with write_transaction():
             _check_unique(member.partner_id, member.mode, values, exclude_id=member.id)
             Member.update(**values).where(Member.id == member.id).execute()
     except peewee.IntegrityError:
