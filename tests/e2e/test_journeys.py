@@ -192,3 +192,20 @@ def test_credentials_made_in_the_browser_work_with_the_sdk(page: Page, live_serv
     assert sorted(info.scopes) == ["card_read", "stamps_read"]
     page.reload()
     expect(key_row(page, key)).not_to_contain_text("Never used")  # "Last used" moved
+
+
+def test_regenerating_the_secret_shows_the_new_one_once_and_states_the_grace_period(page: Page):
+    sign_up(page)
+    create_application(page)
+    first = page.get_by_label("App Secret").input_value()
+    key = create_test_key(page, "Till", ("card_read",))
+    expect(page.get_by_text("previous secret stays valid for 24 hours")).to_be_visible()
+    page.get_by_role("button", name="Regenerate secret").click()
+    expect(page.get_by_role("status")).to_contain_text("keeps working for 24 hours")
+    second = page.get_by_label("App Secret").input_value()
+    assert second.startswith("secret_") and second != first
+    expect(page.get_by_label("New API key")).to_have_count(0)  # one secret on screen at a time
+    expect(page.get_by_text(f"secret_…{first[-4:]}")).to_be_visible()
+    expect(page.get_by_text("keeps working until")).to_be_visible()
+    page.reload()
+    assert second not in page.content() and key not in page.content()
