@@ -45,6 +45,13 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.update(settings.extra)
     app.extensions["loyalty_settings"] = settings
+    if settings.trusted_proxies:
+        # Behind a TLS-terminating reverse proxy: take the client's address, scheme and host
+        # from the X-Forwarded-* headers the trusted proxies set (and from nobody else).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     logging.getLogger("portal").setLevel(logging.INFO)
 
     db.bind(db.open_database(settings.database_url))

@@ -34,6 +34,7 @@ class Settings:
     smtp_url: str | None = None
     sms_webhook: str | None = None
     mail_from: str = "loyalty@localhost"
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* headers count
     extra: dict = field(default_factory=dict)
 
 
@@ -103,6 +104,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
     if signup not in SIGNUP_MODES:
         raise ConfigError("LOYALTY_SIGNUP must be 'open' or 'invite'")
 
+    raw_proxies = str(get("TRUSTED_PROXIES", "0") or "0").strip()
+    if not raw_proxies.isdigit() or int(raw_proxies) > 10:
+        raise ConfigError("LOYALTY_TRUSTED_PROXIES must be the number of reverse proxies in front (0-10)")
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -113,6 +118,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         smtp_url=get("SMTP_URL") or None,
         sms_webhook=get("SMS_WEBHOOK") or None,
         mail_from=get("MAIL_FROM", "loyalty@localhost"),
+        trusted_proxies=int(raw_proxies),
         extra=overrides,
     )
 
