@@ -7,7 +7,7 @@
 2. Gate cost vs key count: the median time of `verify_request` (all six checks, real SQLite
    file) with 10 keys in the table and again with 100,000 (target ratio <= 1.2).
 
-    python3 bench/api_gate.py [--seconds 8] [--clients 3] [--rounds 2] [--verifications 3000]
+    python3 bench/api_gate.py [--seconds 4] [--clients 3] [--rounds 4] [--verifications 3000]
 """
 
 from __future__ import annotations
@@ -78,6 +78,22 @@ def throughput(url: str, creds: dict, *, clients: int, seconds: float) -> tuple[
     return sum(d for d, _ in totals) / seconds, sum(e for _, e in totals)
 
 
+def worker_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU of the server's worker processes (children of the master)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -117,19 +133,25 @@ def run_server_benchmark(args) -> None:
         throughput(base + "/healthz", creds, clients=args.clients, seconds=1)
         throughput(stamps_url, creds, clients=args.clients, seconds=1)
         health_rates, stamp_rates, failures = [], [], 0
+        cpu = {"healthz": [0.0, 0], "stamps": [0.0, 0]}
         for _ in range(args.rounds):  # alternate, so drift in machine load hits both
-            rate, errors = throughput(base + "/healthz", creds, clients=args.clients, seconds=args.seconds)
-            health_rates.append(rate)
-            failures += errors
-            rate, errors = throughput(stamps_url, creds, clients=args.clients, seconds=args.seconds)
-            stamp_rates.append(rate)
-            failures += errors
+            for name, url, rates in (("healthz", base + "/healthz", health_rates), ("stamps", stamps_url, stamp_rates)):
+                before = worker_cpu_seconds(server.pid)
+                rate, errors = throughput(url, creds, clients=args.clients, seconds=args.seconds)
+                cpu[name][0] += worker_cpu_seconds(server.pid) - before
+                cpu[name][1] += int(rate * args.seconds)
+                rates.append(rate)
+                failures += errors
         health, stamps = statistics.mean(health_rates), statistics.mean(stamp_rates)
+        cpu_health = cpu["healthz"][0] / max(cpu["healthz"][1], 1) * 1000
+        cpu_stamps = cpu["stamps"][0] / max(cpu["stamps"][1], 1) * 1000
         print(f"server: loyalty-portal serve --workers 2; {args.clients} client processes, "
               f"{args.rounds} x {args.seconds:.0f} s per endpoint")
         print(f"  GET /healthz (signed)                    {health:8.0f} req/s")
         print(f"  GET /v1/members/{{id}}/stamps (signed)     {stamps:8.0f} req/s")
         print(f"  throughput ratio stamps / healthz        {stamps / health:8.2f}   (target >= 0.6, aim 0.8)")
+        print(f"  server CPU per request: healthz {cpu_health:.2f} ms, stamps {cpu_stamps:.2f} ms "
+              f"(ratio {cpu_health / cpu_stamps:.2f}; less sensitive to other load on the machine)")
         if failures:
             print(f"  non-200 answers during the runs: {failures}")
     finally:
@@ -197,9 +219,9 @@ def run_key_count_benchmark(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per endpoint and round")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measuring time per endpoint and round")
     parser.add_argument("--clients", type=int, default=3, help="client processes")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per endpoint")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per endpoint")
     parser.add_argument("--verifications", type=int, default=3000, help="gate calls per key-count sample")
     parser.add_argument("--skip-server", action="store_true", help="only the key-count benchmark")
     parser.add_argument("--skip-keys", action="store_true", help="only the throughput benchmark")

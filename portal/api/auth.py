@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+import peewee
+
 from portal.api.errors import ApiError
 from portal.config import current_settings
 from portal.db import database
@@ -177,9 +179,22 @@ def _remember_nonce(application_id: int, nonce: str, now) -> bool:
         # Jitter spreads the clean-ups of several processes apart.
         _next_cleanup = mono + NONCE_CLEANUP_EVERY * (0.5 + random.random())
         Nonce.delete().where(Nonce.expires_at < now).execute()
-    cursor = database.execute_sql(
-        _sql("nonce"), (application_id, nonce, Nonce.expires_at.db_value(now + NONCE_LIFETIME)))
+    params = (application_id, nonce, Nonce.expires_at.db_value(now + NONCE_LIFETIME))
+    if _serialise_writes():
+        # One writer per process at a time: threads queue on this lock (woken at once)
+        # instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries.
+        with _nonce_lock:
+            cursor = database.execute_sql(_sql("nonce"), params)
+    else:
+        cursor = database.execute_sql(_sql("nonce"), params)
     return cursor.rowcount == 1
+
+
+_nonce_lock = threading.Lock()
+
+
+def _serialise_writes() -> bool:
+    return isinstance(database.obj, peewee.SqliteDatabase)
 
 
 # -- the gate -----------------------------------------------------------------------------
