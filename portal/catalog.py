@@ -13,7 +13,7 @@ import peewee
 
 from portal import audit
 from portal.db import database, write_transaction
-from portal.models import Card, Claim, LedgerEntry, Program, Redemption, Reward, StampBalance, utcnow
+from portal.models import Card, Claim, LedgerEntry, Program, Redemption, Reward, StampBalance, isoformat, utcnow
 
 CARD_NAME_MAX = 80
 CARD_DESCRIPTION_MAX = 240
@@ -267,8 +267,6 @@ def reward_json(reward: Reward) -> dict:
 
 def card_json(card: Card) -> dict:
     """A card with its rewards as the API shows it."""
-    from portal.models import isoformat
-
     rewards = getattr(card, "reward_list", None)
     if rewards is None:
         rewards = list(card.rewards.order_by(Reward.stamps_cost, Reward.id))

@@ -42,11 +42,11 @@ def create_claim(member: Member, kind: str, *, card: Card | None = None, count: 
     if kind == "stamps":
         if card is None or count is None or amount is not None:
             raise ValueError("a stamps claim has card_id and count, and no amount")
-        ledger._check_count(count)
+        ledger.check_stamp_count(count)
     elif kind == "cashback":
         if amount is None or card is not None or count is not None:
             raise ValueError("a cashback claim has amount, and no card_id or count")
-        ledger._check_amount(amount)
+        ledger.check_cashback_amount(amount)
     else:
         raise ValueError(f"kind must be one of {', '.join(CLAIM_KINDS)}")
     claim = Claim.create(

@@ -56,7 +56,7 @@ class InsufficientBalance(LedgerError):
 def add_stamps(member: Member, card: Card, count: int, *, reference: str | None = None,
                description: str | None = None, source: str = "earn") -> LedgerEntry:
     """Credit `count` stamps on `card`; returns the ledger entry (with `balance_after`)."""
-    _check_count(count)
+    check_stamp_count(count)
     with write_transaction():
         return _credit_stamps(member, card, count, source=source, reference=reference, description=description)
 
@@ -123,7 +123,7 @@ def _debit_stamps(member, card, count: int, *, source: str, reference=None, desc
 def credit_cashback(member: Member, amount: int, *, reference: str | None = None,
                     description: str | None = None, source: str = "earn") -> LedgerEntry:
     """Credit `amount` minor units of the program's currency; returns the ledger entry."""
-    _check_amount(amount)
+    check_cashback_amount(amount)
     with write_transaction():
         return _credit_cashback(member, amount, source=source, reference=reference, description=description)
 
@@ -131,7 +131,7 @@ def credit_cashback(member: Member, amount: int, *, reference: str | None = None
 def redeem_cashback(member: Member, amount: int, *, reference: str | None = None,
                     description: str | None = None) -> LedgerEntry:
     """Debit `amount` minor units; raises InsufficientBalance (writing nothing) when short."""
-    _check_amount(amount)
+    check_cashback_amount(amount)
     with write_transaction():
         rows = list(
             Member.update(cashback_balance=Member.cashback_balance - amount)
@@ -224,11 +224,13 @@ def redemption_json(redemption: Redemption, member_id: str) -> dict:
 
 # --- checks ----------------------------------------------------------------------------------
 
-def _check_count(count) -> None:
+def check_stamp_count(count) -> None:
+    """ValueError unless `count` is a whole number of stamps from 1 to STAMPS_PER_CALL_MAX."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= STAMPS_PER_CALL_MAX:
         raise ValueError(f"count must be a whole number from 1 to {STAMPS_PER_CALL_MAX}")
 
 
-def _check_amount(amount) -> None:
+def check_cashback_amount(amount) -> None:
+    """ValueError unless `amount` is whole minor units from 1 to CASHBACK_AMOUNT_MAX."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= CASHBACK_AMOUNT_MAX:
         raise ValueError(f"amount must be a whole number of minor units from 1 to {CASHBACK_AMOUNT_MAX}")
