@@ -43,6 +43,7 @@ def create_claim(member: Member, kind: str, *, card: Card | None = None, count: 
         if card is None or count is None or amount is not None:
             raise ValueError("a stamps claim has card_id and count, and no amount")
         ledger.check_stamp_count(count)
+        ledger.check_same_partner(member, card)
     elif kind == "cashback":
         if amount is None or card is not None or count is not None:
             raise ValueError("a cashback claim has amount, and no card_id or count")

@@ -57,6 +57,7 @@ def add_stamps(member: Member, card: Card, count: int, *, reference: str | None 
                description: str | None = None, source: str = "earn") -> LedgerEntry:
     """Credit `count` stamps on `card`; returns the ledger entry (with `balance_after`)."""
     check_stamp_count(count)
+    check_same_partner(member, card)
     with write_transaction():
         return _credit_stamps(member, card, count, source=source, reference=reference, description=description)
 
@@ -67,6 +68,7 @@ def redeem_reward(member: Member, reward: Reward, *, reference: str | None = Non
     Raises InsufficientStamps (and writes nothing) when the member has too few.
     """
     card = reward.card
+    check_same_partner(member, card)
     with write_transaction():
         entry = _debit_stamps(member, card, reward.stamps_cost, source="redeem", reference=reference,
                               description=f"Redeemed {reward.name}"[:DESCRIPTION_MAX])
@@ -223,6 +225,13 @@ def redemption_json(redemption: Redemption, member_id: str) -> dict:
 
 
 # --- checks ----------------------------------------------------------------------------------
+
+def check_same_partner(member: Member, card: Card) -> None:
+    """ValueError unless the card belongs to the member's partner (callers look both up
+    scoped to one partner; this keeps a slip from crossing partners)."""
+    if card.partner_id != member.partner_id:
+        raise ValueError("the card belongs to another partner's program")
+
 
 def check_stamp_count(count) -> None:
     """ValueError unless `count` is a whole number of stamps from 1 to STAMPS_PER_CALL_MAX."""

@@ -216,3 +216,14 @@ def test_history_is_newest_first_and_per_kind(card, make_member):
     assert [e.amount for e in ledger.history_query(member, "cashback")] == [5]
     data = ledger.entry_json(stamps[0], member.public_id)
     assert data["card_id"] == card.public_id and data["created_at"].endswith("Z")
+
+
+def test_stamps_never_cross_partners(card, make_member):
+    from portal.models import Partner
+
+    stranger = make_member(email="eve@example.com", owner=Partner.create(name="Elsewhere"))
+    with pytest.raises(ValueError):
+        ledger.add_stamps(stranger, card, 1)
+    with pytest.raises(ValueError):
+        ledger.redeem_reward(stranger, card.free_coffee)
+    assert LedgerEntry.select().count() == 0
