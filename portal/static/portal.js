@@ -36,11 +36,12 @@
     if (event.target.matches && event.target.matches("textarea.secret-value")) event.target.select();
   });
 
-  // Keep the textarea as tall as its value so a key is never cut on a phone.
+  // Keep the textarea as tall as its value so a key is never cut on a phone. Only the
+  // rows attribute changes: an inline style would be refused by the page's CSP.
   function fit(root) {
     (root || document).querySelectorAll("textarea.secret-value").forEach(function (area) {
-      area.style.height = "auto";
-      area.style.height = area.scrollHeight + 2 + "px";
+      area.rows = 1;
+      while (area.scrollHeight > area.clientHeight + 1 && area.rows < 6) area.rows += 1;
     });
   }
   document.addEventListener("DOMContentLoaded", function () { fit(); });

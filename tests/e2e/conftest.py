@@ -46,6 +46,10 @@ def page(browser, live_server):
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
     context.set_default_timeout(10_000)
     page = context.new_page()
+    # Anything the browser complains about (a CSP refusal, a script error) fails the test.
+    page.console_errors = []
+    page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
     yield page
     context.close()
 

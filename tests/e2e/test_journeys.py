@@ -101,6 +101,7 @@ def test_sign_up_create_app_and_key_copy_roll_and_revoke(page: Page, live_server
     expect(key_row(page, key)).to_contain_text("Revoked")
     content = page.content()
     assert new_key not in content and key not in content and secret not in content
+    assert page.console_errors == []
 
 
 def test_dismissing_the_revoke_dialog_keeps_the_key(page: Page):
