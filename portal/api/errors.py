@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import string
 
 from flask import Response, g
 
 REQUEST_ID_HEADER = "X-Request-Id"
-_ID_ALPHABET = string.ascii_letters + string.digits
 
 # The `type` of an error follows from its status: partners branch on `type`, then `code`.
 ERROR_TYPES = {
@@ -41,10 +39,10 @@ def error_type(status: int) -> str:
 
 
 def request_id() -> str:
-    """This request's id (`req_` + 24 chars), made on first use and kept on `g`."""
+    """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`."""
     rid = g.get("request_id")
     if rid is None:
-        rid = g.request_id = "req_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+        rid = g.request_id = "req_" + secrets.token_hex(12)  # one urandom call, not 24
     return rid
 
 
