@@ -9,7 +9,8 @@
 The raw baseline gets, for each call, headers signed before the timed loop (a nonce is
 single-use, so one header set cannot be replayed); the SDK call signs, checks the scope
 (cached), retries-wraps, decodes and builds the typed result itself. Raw and SDK calls
-alternate in small blocks so drift on a shared machine hits both alike. Target: ratio ≤ 1.05.
+alternate (one by one by default, `--block N` for runs of N) so drift on a shared machine
+hits both alike. Target: ratio ≤ 1.05.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def stub_overhead(calls: int, block: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1000, help="timed calls of each kind (default 1000)")
-    parser.add_argument("--block", type=int, default=20, help="calls per alternating block (default 20)")
+    parser.add_argument("--block", type=int, default=1, help="calls per alternating block (default 1: strictly alternating)")
     parser.add_argument("--workers", type=int, default=1, help="server processes when starting our own")
     parser.add_argument("--base-url", help="bench an existing server (credentials from LOYALTY_* variables)")
     args = parser.parse_args()
