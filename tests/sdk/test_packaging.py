@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,15 @@ ALLOWED = {"loyalty-sdk", "requests", "urllib3", "idna", "charset-normalizer", "
 @pytest.fixture(scope="module")
 def sdk_venv(tmp_path_factory) -> Path:
     """A fresh venv (no system site-packages) with only `pip install ./sdk` in it."""
-    venv = tmp_path_factory.mktemp("sdk-venv") / "venv"
+    home = tmp_path_factory.mktemp("sdk-venv")
+    venv = home / "venv"
+    # Build from a copy, so no build/ or egg-info (stale or not) from the checkout gets in.
+    source = shutil.copytree(SDK_DIR, home / "sdk", ignore=shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                             str(SDK_DIR)], capture_output=True, text=True, timeout=600)
+                             str(source)], capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         if IN_CI:
             pytest.fail(f"pip install ./sdk failed: {result.stderr[-2000:]}")
