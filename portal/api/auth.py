@@ -14,7 +14,7 @@ with the documented status and code at the first failure:
 and `require_scope` is check 6 (403 insufficient_scope with `required_scope`).
 
 Costs on the request path: one indexed query on the key's keyed hash (joined with its
-application and partner), one query for the application's valid secrets (decrypted once
+application, its partner and the application's valid secrets, which are decrypted once
 per process and cached by ciphertext), one INSERT into the nonce table (its unique index
 is what refuses a replay, in every process sharing the database), and at most about once
 a minute per key an UPDATE of `last_used_at`.
@@ -119,13 +119,19 @@ _KEY_COLUMNS = (
     ApiKey.id, ApiKey.name, ApiKey.mode, ApiKey.key_hash, ApiKey.first4, ApiKey.last4, ApiKey.scopes,
     ApiKey.expires_at, ApiKey.last_used_at, ApiKey.revoked_at,
     Application.id, Application.app_id, Application.name, Application.status, Application.partner,
-    Partner.status,
+    Partner.status, AppSecret.ciphertext,
 )
 
 
 def _build_sql(name: str) -> str:
     if name == "key":
+        # The key, its application and partner, and (one row each) the application's
+        # valid secrets: parameters are (now, key hash) in that order.
         query = (ApiKey.select(*_KEY_COLUMNS).join(Application).join(Partner)
+                 .switch(Application)
+                 .join(AppSecret, peewee.JOIN.LEFT_OUTER, on=(
+                     (AppSecret.application == Application.id)
+                     & (AppSecret.expires_at.is_null() | (AppSecret.expires_at > utcnow()))))
                  .where(ApiKey.key_hash == ""))
     elif name == "secrets":
         query = AppSecret.select(AppSecret.ciphertext).where(
@@ -211,20 +217,23 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def find_key(plaintext: str) -> ApiKey | None:
-    """The key with its application and partner: one indexed equality on the keyed hash."""
+def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
+    """The key with its application and partner, and the ciphertexts of the application's
+    valid App Secrets: one statement, an indexed equality on the keyed hash."""
+    now = now or utcnow()
     key_hash = hash_api_key(plaintext, current_settings().key_pepper)
-    row = database.execute_sql(_sql("key"), (key_hash,)).fetchone()
-    if row is None:
-        return None
+    rows = database.execute_sql(_sql("key"), (AppSecret.expires_at.db_value(now), key_hash)).fetchall()
+    if not rows:
+        return None, []
     (key_id, name, mode, stored_hash, first4, last4, scopes, expires_at, last_used_at, revoked_at,
-     application_id, app_id, app_name, app_status, partner_id, partner_status) = row
+     application_id, app_id, app_name, app_status, partner_id, partner_status, _) = rows[0]
     when = ApiKey.expires_at.python_value  # text on SQLite, datetime on PostgreSQL
     partner = Partner(id=partner_id, status=partner_status)
     application = Application(id=application_id, app_id=app_id, name=app_name, status=app_status, partner=partner)
-    return ApiKey(id=key_id, application=application, name=name, mode=mode, key_hash=stored_hash, first4=first4,
-                  last4=last4, scopes=scopes, expires_at=when(expires_at), last_used_at=when(last_used_at),
-                  revoked_at=when(revoked_at))
+    key = ApiKey(id=key_id, application=application, name=name, mode=mode, key_hash=stored_hash, first4=first4,
+                 last4=last4, scopes=scopes, expires_at=when(expires_at), last_used_at=when(last_used_at),
+                 revoked_at=when(revoked_at))
+    return key, [row[-1] for row in rows if row[-1] is not None]
 
 
 def verify_request(method: str, path: str, query_string: str, body: bytes, headers) -> Caller:
@@ -244,8 +253,8 @@ def verify_request(method: str, path: str, query_string: str, body: bytes, heade
         raise _unauthorized("malformed_api_key", f"Malformed API key: {exc}.") from None
 
     # 2. the key itself
-    key = find_key(token)
     now = utcnow()
+    key, ciphertexts = find_key(token, now)
     if key is None:
         raise _unauthorized("invalid_api_key", "Unknown API key.")
     if key.revoked_at is not None:
@@ -284,7 +293,7 @@ def verify_request(method: str, path: str, query_string: str, body: bytes, heade
                             "X-Loyalty-Nonce must be 16-64 characters of A-Z, a-z, 0-9, _ and -.",
                             canonical_string=canonical)
     if not (_SIGNATURE_RE.match(provided.strip())
-            and signature_matches(valid_secrets(application.id, now), canonical, provided.strip())):
+            and signature_matches([_secrets.decrypt(c) for c in ciphertexts], canonical, provided.strip())):
         raise _unauthorized("invalid_signature",
                             "The signature does not match. Compare canonical_string with the string you signed.",
                             canonical_string=canonical)
