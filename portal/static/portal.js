@@ -7,44 +7,39 @@
     return group ? group.querySelector(".copy-status") : null;
   }
 
-  function fallbackCopy(field) {
-    field.focus();
-    field.select();
+  function selectText(element) {
+    var range = document.createRange();
+    range.selectNodeContents(element);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  function fallbackCopy(text) {
+    selectText(text);
     try { return document.execCommand("copy"); } catch (e) { return false; }
   }
 
-  // "Copy" buttons: data-copy names the field holding the show-once value.
+  // "Copy" buttons: data-copy names the element showing the value.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
     if (!button) return;
-    var field = document.querySelector(button.getAttribute("data-copy"));
-    if (!field) return;
+    var text = document.querySelector(button.getAttribute("data-copy"));
+    if (!text) return;
+    var value = text.textContent.trim();
     var status = statusFor(button);
     var done = function (ok) {
       if (status) status.textContent = ok ? "Copied to the clipboard." : "Select the text and copy it with your keyboard.";
-      if (ok) button.classList.add("copied");
     };
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(field.value).then(function () { done(true); }, function () { done(fallbackCopy(field)); });
+      navigator.clipboard.writeText(value).then(function () { done(true); }, function () { done(fallbackCopy(text)); });
     } else {
-      done(fallbackCopy(field));
+      done(fallbackCopy(text));
     }
   });
 
-  // Selecting a show-once value in one click makes manual copying easy too.
+  // Focusing a value (keyboard or click) selects all of it, ready to copy.
   document.addEventListener("focusin", function (event) {
-    if (event.target.matches && event.target.matches("textarea.secret-value")) event.target.select();
+    if (event.target.classList && event.target.classList.contains("value-text")) selectText(event.target);
   });
-
-  // Keep the textarea as tall as its value so a key is never cut on a phone. Only the
-  // rows attribute changes: an inline style would be refused by the page's CSP.
-  function fit(root) {
-    (root || document).querySelectorAll("textarea.secret-value").forEach(function (area) {
-      area.rows = 1;
-      while (area.scrollHeight > area.clientHeight + 1 && area.rows < 6) area.rows += 1;
-    });
-  }
-  document.addEventListener("DOMContentLoaded", function () { fit(); });
-  document.addEventListener("htmx:afterSettle", function (event) { fit(event.target); });
-  window.addEventListener("resize", function () { fit(); });
 })();

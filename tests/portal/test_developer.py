@@ -438,10 +438,10 @@ def test_the_database_files_hold_no_plaintext_key_or_secret(app, signed_in, org)
     # An open reader keeps the WAL file in place (the last connection to close removes it).
     reader = sqlite3.connect(data_dir / "loyalty.db")
     reader.execute("SELECT count(*) FROM api_key").fetchone()
-    shown = [org.app_secret, org.key_plaintext]
-    shown += SECRET_RE.findall(text(signed_in.post(app_url(org, "/secret"), {"grace": "1h"})))
-    shown += KEY_RE.findall(text(signed_in.post(app_url(org, "/keys"), key_form())))
-    shown += KEY_RE.findall(text(signed_in.post(app_url(org, f"/keys/{org.key_id}/roll"), {"old_expires": "1h"})))
+    shown = {org.app_secret, org.key_plaintext}
+    shown |= set(SECRET_RE.findall(text(signed_in.post(app_url(org, "/secret"), {"grace": "1h"}))))
+    shown |= set(KEY_RE.findall(text(signed_in.post(app_url(org, "/keys"), key_form()))))
+    shown |= set(KEY_RE.findall(text(signed_in.post(app_url(org, f"/keys/{org.key_id}/roll"), {"old_expires": "1h"}))))
     assert len(shown) == 5
     files = [p for p in data_dir.iterdir() if p.name.startswith("loyalty.db")]
     assert any(p.name.endswith("-wal") and p.stat().st_size > 0 for p in files)
