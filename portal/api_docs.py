@@ -71,7 +71,8 @@ def endpoint_groups() -> list[tuple[str, list[dict]]]:
                 "scope": operation.get("x-required-scope"), "public": operation.get("security") == [],
                 "fields": _fields(operation), "success": success, "errors": errors,
             })
-    return list(groups.items())
+    order = [tag["name"] for tag in doc["tags"]]
+    return sorted(groups.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
 
 
 @bp.get("/docs/api")

@@ -18,6 +18,8 @@ from portal.api.idempotency import HEADER as IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from portal.scopes import SCOPES
 
 SECURITY_SCHEME = "SignedApiKey"
+# The order a partner meets the resources in; tags not listed follow alphabetically.
+TAG_ORDER = ["Key", "Members", "Cards", "Stamps", "Cashback", "Claims", "Referrals", "Meta"]
 
 SIGNING_DESCRIPTION = """\
 Every call (except this document) carries five headers:
@@ -161,7 +163,8 @@ def build_document(server_url: str = "/") -> dict:
     paths: dict[str, dict] = {}
     for ep in REGISTRY.values():
         paths.setdefault(openapi_path(ep.path), {})[ep.method.lower()] = _operation(ep)
-    tags = sorted({ep.tag for ep in REGISTRY.values()})
+    tags = sorted({ep.tag for ep in REGISTRY.values()},
+                  key=lambda t: (TAG_ORDER.index(t) if t in TAG_ORDER else len(TAG_ORDER), t))
     scope_lines = "\n".join(f"- `{s.name}` ({s.type}): {s.description}" for s in SCOPES.values())
     return {
         "openapi": "3.1.0",
