@@ -31,7 +31,7 @@ refused at run time.
     )
     def add_stamps(call: ApiCall, member_id):
         \"\"\"Add stamps to a member's card.\"\"\"
-        member = find_member(call.partner_id, call.mode, member_id) or raise_(not_found("member"))
+        member = member_or_404(call, member_id)          # from portal.api.members: scoped, else 404
         entry = ledger.add_stamps(member, call.body["card_id"], call.body["count"], ...)
         return entry_json(entry), 201
 
@@ -55,7 +55,9 @@ Everything else is done for you, in this order, before the view runs:
    only an empty body or `{}`;
 4. for every POST, `Idempotency-Key` (`portal.api.idempotency`): replay with
    `Idempotent-Replayed: true`, 409 `idempotency_key_reused` / `idempotency_request_in_progress`,
-   scoped to (application, mode), 24 h;
+   scoped to (application, mode), 24 h. With a key, the view runs inside one write
+   transaction together with storing its response, so domain functions must use
+   `write_transaction()`/`atomic()` (which nest as savepoints), never commit on their own;
 5. the response gets `X-Request-Id`, and one log line is written per request (request id,
    masked key, status, milliseconds; never a key, secret or body).
 
