@@ -8,6 +8,7 @@ retried write is applied once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import threading
@@ -34,6 +35,9 @@ from loyalty_sdk.scopes import ENDPOINTS, check_scope_names
 from loyalty_sdk.signing import LoyaltyAuth, check_api_key, check_app_id, check_app_secret, mask_key
 
 T = TypeVar("T", bound=LoyaltyObject)
+
+# Retries and clock corrections are logged at INFO (never a key, secret or body).
+log = logging.getLogger("loyalty_sdk")
 
 ENV_APP_ID = "LOYALTY_APP_ID"
 ENV_APP_SECRET = "LOYALTY_APP_SECRET"
@@ -377,7 +381,10 @@ class LoyaltyClient:
             except requests.exceptions.RequestException as exc:
                 retryable = isinstance(exc, _RETRYABLE_EXCEPTIONS) and not isinstance(exc, _NOT_RETRYABLE_EXCEPTIONS)
                 if retryable and attempt < self.max_retries:
-                    self._sleep(self._backoff(attempt))
+                    delay = self._backoff(attempt)
+                    log.info("retrying %s %s in %.2f s after %s (attempt %d of %d)", method, urlsplit(url).path,
+                             delay, type(exc).__name__, attempt + 2, self.max_retries + 1)
+                    self._sleep(delay)
                     attempt += 1
                     continue
                 raise APIConnectionError(
@@ -392,6 +399,8 @@ class LoyaltyClient:
             if error.code == "timestamp_out_of_range" and not clock_corrected:
                 offset = self._offset_from_date(response)
                 if offset is not None:
+                    log.info("the server's clock is %+.0f s from ours (request id %s): signing with that offset",
+                             offset, error.request_id)
                     self._auth.clock_offset = offset
                     clock_corrected = True
                     continue
@@ -400,6 +409,9 @@ class LoyaltyClient:
                 delay = self._backoff(attempt)
                 if retry_after is not None:
                     delay = max(delay, retry_after)
+                log.info("retrying %s %s in %.2f s after HTTP %d %s (request id %s, attempt %d of %d)", method,
+                         urlsplit(url).path, delay, status, error.code or "", error.request_id, attempt + 2,
+                         self.max_retries + 1)
                 self._sleep(delay)
                 attempt += 1
                 continue

@@ -123,3 +123,13 @@ def test_a_client_clock_ahead_is_corrected_too(make_client):
     client = make_client(clock=lambda: time.time() + 7200)
     assert client.key_info().mode == "test"
     assert abs(client.clock_offset + 7200) < 5
+
+
+def test_retries_are_logged_with_the_request_id_and_without_the_key(make_client, proxy, demo, caplog):
+    client = make_client(base_url=proxy.url)
+    proxy.fail_next("answer", status=503, path_prefix="/v1/key", body=b"busy",
+                    headers={"X-Request-Id": "req_busyproxy"})
+    with caplog.at_level("INFO", logger="loyalty_sdk"):
+        client.key_info()
+    assert "HTTP 503" in caplog.text and "req_busyproxy" in caplog.text and "attempt 2 of 3" in caplog.text
+    assert demo["test_key"] not in caplog.text and demo["app_secret"] not in caplog.text
