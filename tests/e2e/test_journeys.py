@@ -64,6 +64,9 @@ def test_sign_up_create_app_and_key_copy_roll_and_revoke(page: Page, live_server
     assert re.fullmatch(r"secret_[A-Za-z0-9]{32}", secret)
 
     key = create_test_key(page, "Checkout server", ("stamps_read", "stamps_write"))
+    # The new key takes the focus, selected, ready to copy with the keyboard too.
+    expect(page.get_by_label("New API key")).to_be_focused()
+    assert page.evaluate("String(getSelection())") == key
     # Creating the key took the App Secret off the screen: one secret shown at a time.
     expect(page.get_by_label("App Secret")).to_have_count(0)
     row = key_row(page, key)
