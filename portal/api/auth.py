@@ -228,9 +228,11 @@ def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
     (key_id, name, mode, stored_hash, first4, last4, scopes, expires_at, last_used_at, revoked_at,
      application_id, app_id, app_name, app_status, partner_id, partner_status, _) = rows[0]
     when = ApiKey.expires_at.python_value  # text on SQLite, datetime on PostgreSQL
-    partner = Partner(id=partner_id, status=partner_status)
-    application = Application(id=application_id, app_id=app_id, name=app_name, status=app_status, partner=partner)
-    key = ApiKey(id=key_id, application=application, name=name, mode=mode, key_hash=stored_hash, first4=first4,
+    # __no_default__: rows as stored, without evaluating the models' defaults.
+    partner = Partner(__no_default__=True, id=partner_id, status=partner_status)
+    application = Application(__no_default__=True, id=application_id, app_id=app_id, name=app_name,
+                              status=app_status, partner=partner)
+    key = ApiKey(__no_default__=True, id=key_id, application=application, name=name, mode=mode, key_hash=stored_hash, first4=first4,
                  last4=last4, scopes=scopes, expires_at=when(expires_at), last_used_at=when(last_used_at),
                  revoked_at=when(revoked_at))
     return key, [row[-1] for row in rows if row[-1] is not None]
