@@ -241,6 +241,29 @@ def error_response(code: int, message: str | None = None) -> Response:
     return make_response(html, code)
 
 
+def _portal_page_for(db_handler):
+    """Wrap portal.db's 503 handler so portal pages keep the portal's look."""
+
+    def database_unavailable(exc):
+        response = make_response(db_handler(exc))
+        if not _is_portal_request() or request.path == "/healthz" or response.mimetype != "text/html":
+            return response
+        title, message = ERROR_TEXT[503]
+        try:
+            if is_htmx():
+                html = render_template("_flashes.html", oob=True, messages=[("error", message)])
+                response.headers["HX-Reswap"] = "none"
+            else:
+                html = render_template("errors/error.html", standalone=True, code=503, title=title, message=message)
+        except Exception:  # keep portal.db's own page if ours cannot be rendered
+            log.exception("503 page could not be rendered")
+            return response
+        response.set_data(html)
+        return response
+
+    return database_unavailable
+
+
 def unauthorized_response() -> Response:
     """Not logged in: htmx gets HX-Redirect to the log-in page (never a log-in form swapped
     into a table); a browser gets a redirect."""
@@ -312,8 +335,12 @@ def init_app(app) -> None:
             return error_response(400, CSRF_FAILURE_MESSAGE)
         return error_response(exc.code)
 
-    # A database that does not answer is portal.db's to report (503 for pages and /v1 alike,
-    # without touching the database again to render a page).
+    # A database that does not answer is portal.db's to report (logging, giving the
+    # connection back, Retry-After; the API's JSON under /v1). Portal pages then get the
+    # portal's own 503 page, rendered without touching the database again.
+    for error_class, db_handler in list(app.error_handler_spec[None][None].items()):
+        if issubclass(error_class, Exception) and getattr(db_handler, "__module__", "") == "portal.db":
+            app.register_error_handler(error_class, _portal_page_for(db_handler))
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

@@ -57,6 +57,14 @@ def test_an_unavailable_database_is_a_503_page(failing_app):
     assert response.status_code == 503
     assert "cannot reach its database" in text(response)
     assert "/srv/secret/path" not in text(response)
+    assert response.headers["Retry-After"] == "1"
+    assert "portal.css" in text(response) and "Try again" in text(response)  # the portal's page
+
+
+def test_an_unavailable_database_on_an_htmx_request_is_a_message(failing_app):
+    response = failing_app.test_client().get("/db-down", headers={"HX-Request": "true"})
+    assert response.status_code == 503 and response.headers["HX-Reswap"] == "none"
+    assert 'hx-swap-oob="true"' in text(response) and "cannot reach its database" in text(response)
 
 
 def test_an_error_on_an_htmx_request_is_a_message_out_of_band(failing_app):
