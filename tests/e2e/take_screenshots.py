@@ -33,6 +33,7 @@ def main(out: Path) -> None:
                 page = browser.new_context(viewport={"width": width, "height": height}).new_page()
 
                 def shot(name: str) -> None:
+                    page.wait_for_load_state()
                     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                     if overflow > 0:
                         print(f"{name}-{label}: wider than the window by {overflow}px")
@@ -95,7 +96,10 @@ def main(out: Path) -> None:
                 page.goto(server.url + "/developer/apps/app_doesnotexist0000")
                 shot("16-not-found")
                 page.get_by_role("button", name="Log out").click()
+                page.get_by_role("button", name="Log in").wait_for()
                 shot("17-login")
+                page.goto(server.url + "/no/such/page")
+                shot("18-not-found-logged-out")
                 page.context.close()
             browser.close()
     finally:
