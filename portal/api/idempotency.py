@@ -17,6 +17,8 @@ requests at 60 s).
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from datetime import timedelta
 
 from flask import Response
@@ -30,6 +32,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 LIFETIME = timedelta(hours=24)
 STALE_AFTER = timedelta(seconds=90)
 MAX_KEY_LENGTH = 255
+CLEANUP_EVERY = 300.0  # seconds between deletions of expired records, per process
 
 
 def idempotency_key(headers) -> str | None:
@@ -91,8 +94,23 @@ def _where(caller, key):
             & (IdempotencyRecord.mode == caller.mode) & (IdempotencyRecord.key == key))
 
 
+_next_cleanup = 0.0
+
+
+def _delete_expired() -> None:
+    """Every few minutes per process, drop records past their 24 h (jittered so several
+    processes do not all clean up at once)."""
+    global _next_cleanup
+    mono = time.monotonic()
+    if mono < _next_cleanup:
+        return
+    _next_cleanup = mono + CLEANUP_EVERY * (0.5 + random.random())
+    IdempotencyRecord.delete().where(IdempotencyRecord.expires_at <= utcnow()).execute()
+
+
 def _claim(caller, key: str, print_: str) -> IdempotencyRecord | None:
     """Insert our in-progress row; None when we own the key now, else the existing row."""
+    _delete_expired()
     for _ in range(3):
         now = utcnow()
         inserted = (

@@ -119,3 +119,15 @@ def test_idempotency_key_of_the_wrong_length_is_invalid_request(api):
     response = api.post("/v1/members", json={"email": "long@example.com"}, headers={"Idempotency-Key": "k" * 256})
     assert response.status_code == 400
     assert error_of(response)["param"] == "Idempotency-Key"
+
+
+def test_expired_records_are_deleted(app, api):
+    from portal.api import idempotency
+
+    api.post("/v1/members", json={"email": "gone@example.com"}, headers={"Idempotency-Key": "gone"})
+    with app.app_context():
+        IdempotencyRecord.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+    idempotency._next_cleanup = 0.0  # the next POST with a key is due to clean up
+    api.post("/v1/members", json={"email": "kept@example.com"}, headers={"Idempotency-Key": "kept"})
+    with app.app_context():
+        assert [r.key for r in IdempotencyRecord.select()] == ["kept"]
