@@ -123,6 +123,22 @@ def create_user(email, business, password_stdin, as_json):
               [f"Created {user.email} for {user.partner.name}."])
 
 
+@main.command()
+@click.argument("email")
+def invite(email):
+    """Allow EMAIL to sign up while LOYALTY_SIGNUP=invite."""
+    from portal.accounts import AccountError, invite_email
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        try:
+            created = invite_email(email)
+        except AccountError as exc:
+            _fail(str(exc))
+    click.echo(f"Invited {created.email}: they can sign up at /signup.")
+
+
 @main.command("create-app")
 @click.option("--owner", required=True, help="Email of an existing partner user.")
 @click.option("--name", required=True, help="Application name.")
