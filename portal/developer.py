@@ -10,24 +10,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import Blueprint, abort, flash, make_response, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from portal.applications import (
     DEFAULT_SECRET_GRACE,
-    GRACE_CHOICES,
     GRACE_LABELS,
     KEY_EXPIRY_CHOICES,
     KEY_EXPIRY_LABELS,
     CredentialError,
     create_application,
+    issue_api_key,
     owned_api_key,
     owned_application,
     regenerate_secret,
     revoke_api_key,
     roll_api_key,
     secret_state,
-    issue_api_key,
 )
 from portal.models import ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
@@ -50,7 +57,7 @@ class KeyForm:
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_request(cls) -> "KeyForm":
+    def from_request(cls) -> KeyForm:
         form = request.form
         return cls(
             name=form.get("name", ""), mode=form.get("mode", ""),

@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 import portal  # noqa: F401  (before tests/ joins sys.path, where tests/portal would shadow it)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import LiveServer  # noqa: E402
+from conftest import LiveServer
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

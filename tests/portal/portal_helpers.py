@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from portal.accounts import create_partner_account
 from portal.applications import create_application, issue_api_key
-from portal.models import ApiKey, Application, User
+from portal.models import ApiKey
 
 PASSWORD = "a long enough passphrase"
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -110,7 +110,7 @@ def test_htmx_is_configured_to_keep_no_history_snapshots(client):
 
 
 def test_signed_in_pages_are_not_cached(client, app):
-    from portal_helpers import make_org, PortalClient
+    from portal_helpers import PortalClient, make_org
     org = make_org(app, "cache@shop.example")
     portal = PortalClient(client)
     portal.login(org.email)
@@ -118,7 +118,7 @@ def test_signed_in_pages_are_not_cached(client, app):
 
 
 def test_the_sidebar_links_every_area(client, app):
-    from portal_helpers import make_org, PortalClient
+    from portal_helpers import PortalClient, make_org
     org = make_org(app, "nav@shop.example")
     portal = PortalClient(client)
     portal.login(org.email)
@@ -132,9 +132,9 @@ def test_a_page_that_only_fills_title_and_content_gets_the_whole_layout(app, cli
     """Other areas (Program, API docs) extend base.html and fill just these two blocks."""
     from flask import render_template_string
     from flask_login import login_user
+    from portal_helpers import make_org
 
     from portal.models import User
-    from portal_helpers import make_org
 
     org = make_org(app, "layout@shop.example")
     source = '{% extends "base.html" %}{% block title %}Program{% endblock %}{% block content %}<h1>Program</h1>{% endblock %}'
