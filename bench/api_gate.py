@@ -7,7 +7,7 @@
 2. Gate cost vs key count: the median time of `verify_request` (all six checks, real SQLite
    file) with 10 keys in the table and again with 100,000 (target ratio <= 1.2).
 
-    python3 bench/api_gate.py [--seconds 4] [--clients 3] [--rounds 4] [--verifications 3000]
+    python3 bench/api_gate.py [--seconds 3] [--clients 3] [--rounds 6] [--verifications 3000]
 """
 
 from __future__ import annotations
@@ -230,9 +230,9 @@ def run_key_count_benchmark(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="measuring time per endpoint and round")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per endpoint and round")
     parser.add_argument("--clients", type=int, default=3, help="client processes")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per endpoint")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per endpoint")
     parser.add_argument("--verifications", type=int, default=3000, help="gate calls per key-count sample")
     parser.add_argument("--skip-server", action="store_true", help="only the key-count benchmark")
     parser.add_argument("--skip-keys", action="store_true", help="only the throughput benchmark")
