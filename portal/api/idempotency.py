@@ -11,7 +11,9 @@ every server process agrees.
 Responses with status >= 500 are not stored (the row is deleted), so a retry after a
 server error runs again. A row left `in_progress` by a crashed process is taken over after
 STALE_AFTER, long enough that no live request is still running (the server times out
-requests at 60 s).
+requests at 60 s). On PostgreSQL the request running a key also holds an advisory lock on
+it, so a row whose lock is free belongs to a request that died (a killed process, or a
+connection cut by a database outage) and is taken over at once.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 from flask import Response
 
 from portal.api.errors import ApiError, invalid_request
-from portal.db import UNAVAILABLE_ERRORS, database, write_transaction
+from portal.db import UNAVAILABLE_ERRORS, database, is_postgres, write_transaction
 from portal.models import IdempotencyRecord, utcnow
 
 HEADER = "Idempotency-Key"
@@ -56,7 +59,12 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 def run_idempotent(caller, key: str, method: str, path: str, body: bytes, run) -> Response:
     """Run `run()` (returning a Response) at most once for (application, mode, key)."""
     print_ = fingerprint(method, path, body)
-    record = _claim(caller, key, print_)
+    with _running_lock(caller, key) as lock:
+        return _run_once(caller, key, print_, lock, run)
+
+
+def _run_once(caller, key: str, print_: str, lock: bool | None, run) -> Response:
+    record = _claim(caller, key, print_, lock)
     if record is not None:
         return _answer_existing(record, print_)
     # The endpoint's writes and the stored response commit together: a process killed
@@ -108,9 +116,41 @@ def _delete_expired() -> None:
     IdempotencyRecord.delete().where(IdempotencyRecord.expires_at <= utcnow()).execute()
 
 
-def _claim(caller, key: str, print_: str) -> IdempotencyRecord | None:
+def running_lock_id(application_id: int, mode: str, key: str) -> int:
+    """The PostgreSQL advisory lock id of one (application, mode, key)."""
+    digest = hashlib.sha256(f"idempotency:{application_id}:{mode}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def _running_lock(caller, key: str):
+    """PostgreSQL: try the key's session advisory lock, held for the whole run (True when
+    we hold it, False when another request does). SQLite: None (one machine; STALE_AFTER)."""
+    if not is_postgres():
+        yield None
+        return
+    lock_id = running_lock_id(caller.application.id, caller.mode, key)
+    held = bool(database.execute_sql("SELECT pg_try_advisory_lock(%s)", (lock_id,)).fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                database.execute_sql("SELECT pg_advisory_unlock(%s)", (lock_id,))
+            except UNAVAILABLE_ERRORS:
+                pass  # the connection is gone, and its session's lock with it
+
+
+def _claim(caller, key: str, print_: str, lock: bool | None = None) -> IdempotencyRecord | None:
     """Insert our in-progress row; None when we own the key now, else the existing row."""
     _delete_expired()
+    if lock is False:
+        # Another live request holds the key: it is running it (or has just finished).
+        record = IdempotencyRecord.get_or_none(_where(caller, key))
+        if record is None or record.expires_at <= utcnow():
+            raise ApiError(409, "idempotency_request_in_progress",
+                           "A request with this Idempotency-Key is being processed; retry shortly.", param=HEADER)
+        return record
     for _ in range(3):
         now = utcnow()
         inserted = (
@@ -125,7 +165,8 @@ def _claim(caller, key: str, print_: str) -> IdempotencyRecord | None:
         if record is None:  # it was deleted between our insert and read: try again
             continue
         expired = record.expires_at <= now
-        abandoned = record.state == "in_progress" and record.created_at <= now - STALE_AFTER
+        # Holding the key's lock while the row is in progress means its owner died.
+        abandoned = record.state == "in_progress" and (lock is True or record.created_at <= now - STALE_AFTER)
         if not (expired or abandoned):
             return record
         # Take over an expired or abandoned row; the conditional delete lets one taker win.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
-from portal.api.idempotency import fingerprint
+from portal.api.idempotency import fingerprint, running_lock_id
 from portal.models import Application, IdempotencyRecord, Member, utcnow
 from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
 
@@ -35,14 +36,16 @@ def test_same_key_on_a_different_path_is_idempotency_key_reused(api):
     assert error_of(response)["code"] == "idempotency_key_reused"
 
 
-def test_retry_while_the_first_request_runs_is_idempotency_request_in_progress(app, api):
+def test_retry_while_the_first_request_runs_is_idempotency_request_in_progress(app, api, database_url):
     body = b'{"email":"slow@example.com"}'
     with app.app_context():
         application = Application.get(Application.app_id == api.creds.app_id)
         IdempotencyRecord.create(application=application, mode="test", key="slow", state="in_progress",
                                  fingerprint=fingerprint("POST", "/v1/members", body),
                                  expires_at=utcnow() + timedelta(hours=24))
-    response = api.post("/v1/members", data=body, content_type="application/json", headers={"Idempotency-Key": "slow"})
+    with _first_request_still_running(database_url, application.id, "test", "slow"):
+        response = api.post("/v1/members", data=body, content_type="application/json",
+                            headers={"Idempotency-Key": "slow"})
     assert response.status_code == 409
     assert error_of(response)["code"] == "idempotency_request_in_progress"
 
@@ -131,3 +134,34 @@ def test_expired_records_are_deleted(app, api):
     api.post("/v1/members", json={"email": "kept@example.com"}, headers={"Idempotency-Key": "kept"})
     with app.app_context():
         assert [r.key for r in IdempotencyRecord.select()] == ["kept"]
+
+
+@contextmanager
+def _first_request_still_running(database_url: str, application_id: int, mode: str, key: str):
+    """On PostgreSQL a running request holds its key's advisory lock (a row whose lock is
+    free belongs to a request that died); hold it from another session as one would."""
+    if not database_url.startswith("postgresql"):
+        yield
+        return
+    import psycopg2
+
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (running_lock_id(application_id, mode, key),))
+        yield
+    finally:
+        conn.close()
+
+
+def test_a_key_whose_request_died_is_taken_over_at_once_on_postgresql(app, api, engine):
+    """An in-progress row nobody holds the lock of (its process was killed, or its connection
+    cut) is run again straight away on PostgreSQL; SQLite waits for it to go stale."""
+    body = b'{"email":"died@example.com"}'
+    with app.app_context():
+        application = Application.get(Application.app_id == api.creds.app_id)
+        IdempotencyRecord.create(application=application, mode="test", key="died", state="in_progress",
+                                 fingerprint=fingerprint("POST", "/v1/members", body),
+                                 expires_at=utcnow() + timedelta(hours=24))
+    response = api.post("/v1/members", data=body, content_type="application/json", headers={"Idempotency-Key": "died"})
+    assert response.status_code == (201 if engine == "postgres" else 409)
