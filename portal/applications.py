@@ -21,7 +21,7 @@ from portal.credentials import (
     generate_app_secret,
     hash_api_key,
 )
-from portal.db import database
+from portal.db import database, lock_for_update, write_transaction
 from portal.models import MODES, ApiKey, Application, AppSecret, utcnow
 from portal.scopes import normalise_scopes
 
@@ -92,9 +92,13 @@ def regenerate_secret(app: Application, *, grace: str = DEFAULT_SECRET_GRACE, by
     Returns the new plaintext, shown once."""
     if grace not in GRACE_CHOICES:
         raise CredentialError("Choose how long the previous secret keeps working.", "grace")
-    now = utcnow()
     secret = generate_app_secret()
-    with database.atomic():
+    with write_transaction():
+        # Two regenerations at once must not both see "the current secret" and leave two
+        # current ones: the application's row lock (PostgreSQL) or the database's write
+        # lock (SQLite) puts them one after the other.
+        lock_for_update(Application.select(Application.id).where(Application.id == app.id)).execute()
+        now = utcnow()
         # Only the current secret gets a grace period; older grace periods end now at the
         # latest, so at most two secrets are ever valid.
         AppSecret.update(expires_at=now).where(
@@ -131,17 +135,6 @@ def secret_state(app: Application) -> SecretState:
         previous_last4=previous.last4 if previous else None,
         previous_expires_at=previous.expires_at if previous else None,
     )
-
-
-def valid_secrets(application_id: int, now: datetime | None = None) -> list[str]:
-    """The plaintext App Secrets that currently verify signatures (current + grace)."""
-    now = now or utcnow()
-    rows = AppSecret.select(AppSecret.ciphertext).where(
-        (AppSecret.application == application_id)
-        & (AppSecret.expires_at.is_null() | (AppSecret.expires_at > now))
-    ).order_by(AppSecret.id.desc())
-    box = secret_box()
-    return [box.decrypt(row.ciphertext) for row in rows]
 
 
 def owned_application(partner, app_id: str) -> Application | None:
@@ -202,7 +195,12 @@ def roll_api_key(key: ApiKey, *, old_expires: str, by=None) -> tuple[ApiKey, str
     if key.expires_at is not None and key.expires_at <= now:
         raise CredentialError("An expired key cannot be rolled; create a new key instead.", "key")
     old_until = now + GRACE_CHOICES[old_expires]
-    with database.atomic():
+    with write_transaction():
+        # A double-submitted roll must not leave a second replacement whose plaintext
+        # nobody saw: the key's row lock orders the two, and the second finds the first's.
+        lock_for_update(ApiKey.select(ApiKey.id).where(ApiKey.id == key.id)).execute()
+        if ApiKey.select().where(ApiKey.rolled_from == key.id).exists():
+            raise CredentialError("This key was already rolled: roll or revoke its replacement instead.", "key")
         new_expires_in = (key.expires_at - key.created_at) if key.expires_at else None
         new_key, plaintext = issue_api_key(
             key.application, name=key.name, mode=key.mode, scopes=key.scope_list,

@@ -218,7 +218,13 @@ def delete_card(card: Card, *, by=None) -> None:
             raise CatalogError("This card has stamps, history or claims, so it stays.", "card")
         if Program.select().where((Program.partner == card.partner_id) & (Program.referral_card == card)).exists():
             raise CatalogError("This card receives referral stamps; change the referral reward first.", "card")
-        Card.delete().where(Card.id == card.id).execute()
+        try:
+            with database.atomic():
+                Card.delete().where(Card.id == card.id).execute()
+        except peewee.IntegrityError:
+            # A stamp landed between the check and the delete (PostgreSQL does not
+            # serialise them): the foreign keys refuse to orphan it.
+            raise CatalogError("This card has stamps, history or claims, so it stays.", "card") from None
         audit.record("card.deleted", partner=card.partner_id, user=by, actor=_actor(by), target=card.public_id,
                      detail=card.name)
 
@@ -253,7 +259,11 @@ def delete_reward(reward: Reward, *, by=None) -> None:
     with write_transaction():
         if Redemption.select().where(Redemption.reward == reward).exists():
             raise CatalogError("Members have redeemed this reward, so it stays; you can rename it.", "reward")
-        Reward.delete().where(Reward.id == reward.id).execute()
+        try:
+            with database.atomic():
+                Reward.delete().where(Reward.id == reward.id).execute()
+        except peewee.IntegrityError:  # redeemed between the check and the delete
+            raise CatalogError("Members have redeemed this reward, so it stays; you can rename it.", "reward") from None
         audit.record("reward.deleted", partner=reward.card.partner_id, user=by, actor=_actor(by),
                      target=reward.public_id, detail=reward.name)
 

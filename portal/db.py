@@ -343,3 +343,9 @@ def hold_sqlite_file_open() -> None:
             _sqlite_anchor = None  # an unusable file is reported by the request's own connect
             return
         _sqlite_anchor = (*key, conn)
+
+
+def lock_for_update(query):
+    """`SELECT … FOR UPDATE` on PostgreSQL. SQLite has no row locks; there the caller's
+    `write_transaction()` already holds the database's write lock."""
+    return query.for_update() if is_postgres() else query

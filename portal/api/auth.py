@@ -101,8 +101,9 @@ class _SecretCache:
 _secrets = _SecretCache()
 
 
-def valid_secrets(application_id: int, now) -> list[str]:
+def valid_secrets(application_id: int, now=None) -> list[str]:
     """The App Secrets that verify signatures now (current, and one in its grace period)."""
+    now = now or utcnow()
     rows = database.execute_sql(_sql("secrets"), (application_id, AppSecret.expires_at.db_value(now))).fetchall()
     return [_secrets.decrypt(ciphertext) for (ciphertext,) in rows]
 

@@ -133,7 +133,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         mode = pw.CharField(max_length=4)
         member = pw.ForeignKeyField(column_name='member_id', field='id', model=migrator.orm['member'], on_delete='CASCADE')
         kind = pw.CharField(max_length=8)
-        card = pw.ForeignKeyField(column_name='card_id', field='id', model=migrator.orm['card'], null=True, on_delete='CASCADE')
+        card = pw.ForeignKeyField(column_name='card_id', field='id', model=migrator.orm['card'], null=True)
         amount = pw.BigIntegerField()
         balance_after = pw.BigIntegerField()
         source = pw.CharField(max_length=16)
@@ -153,7 +153,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         mode = pw.CharField(max_length=4)
         member = pw.ForeignKeyField(column_name='member_id', field='id', model=migrator.orm['member'], on_delete='CASCADE')
         kind = pw.CharField(max_length=8)
-        card = pw.ForeignKeyField(column_name='card_id', field='id', model=migrator.orm['card'], null=True, on_delete='CASCADE')
+        card = pw.ForeignKeyField(column_name='card_id', field='id', model=migrator.orm['card'], null=True)
         count = pw.IntegerField(null=True)
         amount = pw.BigIntegerField(null=True)
         reference = pw.CharField(max_length=128, null=True)
@@ -260,7 +260,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         id = pw.AutoField()
         public_id = pw.CharField(max_length=32, unique=True)
         member = pw.ForeignKeyField(column_name='member_id', field='id', model=migrator.orm['member'], on_delete='CASCADE')
-        reward = pw.ForeignKeyField(column_name='reward_id', field='id', model=migrator.orm['reward'], on_delete='CASCADE')
+        reward = pw.ForeignKeyField(column_name='reward_id', field='id', model=migrator.orm['reward'])
         entry = pw.ForeignKeyField(column_name='entry_id', field='id', model=migrator.orm['ledger_entry'], on_delete='CASCADE')
         created_at = pw.DateTimeField()
 
@@ -285,7 +285,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     class StampBalance(pw.Model):
         id = pw.AutoField()
         member = pw.ForeignKeyField(column_name='member_id', field='id', model=migrator.orm['member'], on_delete='CASCADE')
-        card = pw.ForeignKeyField(column_name='card_id', field='id', model=migrator.orm['card'], on_delete='CASCADE')
+        card = pw.ForeignKeyField(column_name='card_id', field='id', model=migrator.orm['card'])
         balance = pw.BigIntegerField(default=0, constraints=[pw.Check('balance >= 0')])
 
         class Meta:

@@ -37,7 +37,7 @@ class StampBalance(BaseModel):
     """A member's stamps on one card; a debit is one conditional UPDATE of this row."""
 
     member = peewee.ForeignKeyField(Member, backref="stamp_balances", on_delete="CASCADE")
-    card = peewee.ForeignKeyField(Card, on_delete="CASCADE")
+    card = peewee.ForeignKeyField(Card)  # no cascade: a card with balances cannot be deleted
     balance = peewee.BigIntegerField(default=0, constraints=[peewee.Check("balance >= 0")])
 
     class Meta:
@@ -52,7 +52,7 @@ class LedgerEntry(BaseModel):
     mode = peewee.CharField(max_length=4)
     member = peewee.ForeignKeyField(Member, backref="ledger", on_delete="CASCADE")
     kind = peewee.CharField(max_length=8)  # stamps | cashback
-    card = peewee.ForeignKeyField(Card, null=True, on_delete="CASCADE")
+    card = peewee.ForeignKeyField(Card, null=True)  # no cascade: history keeps its card
     amount = peewee.BigIntegerField()  # signed: credits > 0, debits < 0
     balance_after = peewee.BigIntegerField()
     source = peewee.CharField(max_length=16)  # earn | redeem | claim | referral
@@ -69,7 +69,7 @@ class Redemption(BaseModel):
 
     public_id = peewee.CharField(max_length=32, unique=True, default=lambda: new_public_id("red_"))
     member = peewee.ForeignKeyField(Member, backref="redemptions", on_delete="CASCADE")
-    reward = peewee.ForeignKeyField(Reward, on_delete="CASCADE")
+    reward = peewee.ForeignKeyField(Reward)  # no cascade: a redeemed reward stays
     entry = peewee.ForeignKeyField(LedgerEntry, on_delete="CASCADE")
     created_at = peewee.DateTimeField(default=utcnow)
 
@@ -82,7 +82,7 @@ class Claim(BaseModel):
     mode = peewee.CharField(max_length=4)
     member = peewee.ForeignKeyField(Member, backref="claims", on_delete="CASCADE")
     kind = peewee.CharField(max_length=8)  # stamps | cashback
-    card = peewee.ForeignKeyField(Card, null=True, on_delete="CASCADE")
+    card = peewee.ForeignKeyField(Card, null=True)  # no cascade: history keeps its card
     count = peewee.IntegerField(null=True)
     amount = peewee.BigIntegerField(null=True)
     reference = peewee.CharField(max_length=128, null=True)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from portal_helpers import count, key_row
 
-from portal.applications import valid_secrets
+from portal.api.auth import valid_secrets
 from portal.credentials import APP_ID_RE, APP_SECRET_RE, parse_api_key
 from portal.models import ApiKey, Application, AppSecret, AuditEvent, utcnow
 
