@@ -35,6 +35,7 @@ class Settings:
     sms_webhook: str | None = None
     mail_from: str = "loyalty@localhost"
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* headers count
+    secure_cookies: bool = False  # session cookies only over HTTPS
     extra: dict = field(default_factory=dict)
 
 
@@ -108,6 +109,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
     if not raw_proxies.isdigit() or int(raw_proxies) > 10:
         raise ConfigError("LOYALTY_TRUSTED_PROXIES must be the number of reverse proxies in front (0-10)")
 
+    raw_secure = str(get("SECURE_COOKIES", "0") or "0").strip().lower()
+    if raw_secure not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError("LOYALTY_SECURE_COOKIES must be 1 (served over HTTPS) or 0")
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -119,6 +124,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         sms_webhook=get("SMS_WEBHOOK") or None,
         mail_from=get("MAIL_FROM", "loyalty@localhost"),
         trusted_proxies=int(raw_proxies),
+        secure_cookies=raw_secure in ("1", "true", "yes"),
         extra=overrides,
     )
 

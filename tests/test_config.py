@@ -47,3 +47,14 @@ def test_several_encryption_keys_rotate(tmp_path):
     keys = [Fernet.generate_key().decode() for _ in range(2)]
     settings = load_settings({"DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": ", ".join(keys)})
     assert settings.encryption_keys == tuple(keys)
+
+
+def test_secure_cookies_mark_the_session_cookie_secure(tmp_path):
+    from portal import create_app
+
+    plain = create_app({"DATA_DIR": str(tmp_path)})
+    assert plain.config["SESSION_COOKIE_SECURE"] is False
+    behind_tls = create_app({"DATA_DIR": str(tmp_path), "SECURE_COOKIES": "1"})
+    assert behind_tls.config["SESSION_COOKIE_SECURE"] is True
+    with pytest.raises(ConfigError, match="LOYALTY_SECURE_COOKIES"):
+        load_settings({"DATA_DIR": str(tmp_path), "SECURE_COOKIES": "maybe"})
