@@ -4,8 +4,9 @@
 
 Builds a SQLite file (WAL, as the server runs it) in a temporary data dir with a realistic
 number of keys spread over many applications, then prints the median (and p95) in µs for
-`issue_api_key` (generate, HMAC, insert, audit record, commit) and for `find_api_key`
-(HMAC + one indexed equality query).
+`issue_api_key` (generate, HMAC, insert, audit record, commit) and for the /v1 gate's
+`find_key` (HMAC + one indexed equality query joining the key's application, partner and
+valid App Secrets).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import tempfile
 import time
 
 from portal import create_app, db
-from portal.applications import create_application, find_api_key, issue_api_key
+from portal.api.auth import find_key
+from portal.applications import create_application, issue_api_key
 from portal.credentials import generate_api_key, hash_api_key
-from portal.models import ApiKey, Partner
+from portal.models import ApiKey, Partner, utcnow
 from portal.scopes import SCOPE_NAMES
 
 
@@ -72,14 +74,14 @@ def main() -> None:
         sample = random.sample(plaintexts, args.runs)
         for plaintext in sample:
             started = time.perf_counter()
-            found = find_api_key(plaintext)
+            found, _ = find_key(plaintext, utcnow())
             lookup_times.append((time.perf_counter() - started) * 1e6)
             assert found is not None
         miss_times = []
         for _ in range(args.runs):
             unknown = generate_api_key("test")
             started = time.perf_counter()
-            assert find_api_key(unknown) is None
+            assert find_key(unknown, utcnow())[0] is None
             miss_times.append((time.perf_counter() - started) * 1e6)
 
         # The same lookup without the ORM: HMAC plus the indexed query alone.
@@ -97,9 +99,9 @@ def main() -> None:
 
     print(f"SQLite file in {data_dir}: {total} keys over {args.apps} applications, {args.runs} runs each")
     print(f"issue_api_key          median {statistics.median(issue_times):9.1f} µs   p95 {percentile(issue_times, .95):9.1f} µs")
-    print(f"find_api_key (found)   median {statistics.median(lookup_times):9.1f} µs   p95 {percentile(lookup_times, .95):9.1f} µs")
-    print(f"find_api_key (unknown) median {statistics.median(miss_times):9.1f} µs   p95 {percentile(miss_times, .95):9.1f} µs")
-    print(f"HMAC + indexed SELECT  median {statistics.median(raw_times):9.1f} µs   (the rest of find_api_key is peewee building the query and row)")
+    print(f"find_key (found)       median {statistics.median(lookup_times):9.1f} µs   p95 {percentile(lookup_times, .95):9.1f} µs")
+    print(f"find_key (unknown)     median {statistics.median(miss_times):9.1f} µs   p95 {percentile(miss_times, .95):9.1f} µs")
+    print(f"HMAC + indexed SELECT  median {statistics.median(raw_times):9.1f} µs   (the rest of find_key is building the key's objects)")
     print("lookup plan:", "; ".join(str(row[-1]) for row in plan))
 
 

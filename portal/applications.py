@@ -137,6 +137,20 @@ def secret_state(app: Application) -> SecretState:
     )
 
 
+def reencrypt_app_secrets() -> int:
+    """Re-encrypt every stored App Secret under the first LOYALTY_ENCRYPTION_KEY (the step
+    of rotating the server's encryption key after the new key was put first). Returns how
+    many were rewritten; all or none, in one transaction."""
+    box = secret_box()
+    count = 0
+    with write_transaction():
+        for row in AppSecret.select(AppSecret.id, AppSecret.ciphertext).order_by(AppSecret.id):
+            AppSecret.update(ciphertext=box.rotate(row.ciphertext)).where(AppSecret.id == row.id).execute()
+            count += 1
+        audit.record("encryption_key.rotated", actor="cli", detail=f"{count} App Secrets re-encrypted")
+    return count
+
+
 def owned_application(partner, app_id: str) -> Application | None:
     """The partner's application with this App ID, or None (callers answer 404)."""
     return Application.get_or_none((Application.app_id == app_id) & (Application.partner == partner))
@@ -223,11 +237,6 @@ def revoke_api_key(key: ApiKey, *, by=None) -> bool:
             audit.record("key.revoked", partner=key.application.partner_id, user=by, target=key.masked,
                          detail=f"{key.mode} {key.name}")
     return bool(changed)
-
-
-def find_api_key(plaintext: str) -> ApiKey | None:
-    """The key with this plaintext: one indexed equality on its keyed hash."""
-    return ApiKey.get_or_none(ApiKey.key_hash == hash_api_key(plaintext, current_settings().key_pepper))
 
 
 def owned_api_key(partner, app: Application, key_id) -> ApiKey | None:

@@ -213,6 +213,25 @@ def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
                "The key is shown once; store it now."])
 
 
+@main.command("rotate-encryption-key")
+def rotate_encryption_key():
+    """Re-encrypt stored App Secrets under the first LOYALTY_ENCRYPTION_KEY.
+
+    Rotation: put the new key first (LOYALTY_ENCRYPTION_KEY=NEW,OLD) on every instance and
+    restart, run this once, then drop OLD.
+    """
+    from portal.applications import reencrypt_app_secrets
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        try:
+            count = reencrypt_app_secrets()
+        except ValueError as exc:
+            _fail(f"{exc}; nothing was changed (is the old key still in the list?)")
+    click.echo(f"Re-encrypted {count} App Secret(s) under the first encryption key.")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: email, password, app_id, app_secret, test_key, prod_key.")
 def demo(as_json):

@@ -90,10 +90,6 @@ def hash_api_key(key: str, pepper: bytes) -> str:
     return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def mask_secret(secret_last4: str) -> str:
-    return f"secret_…{secret_last4}"
-
-
 class SecretBox:
     """Encrypts App Secrets at rest with Fernet; the first key encrypts, every key decrypts
     (so the server's own encryption key can be rotated, see the README)."""
@@ -114,4 +110,9 @@ class SecretBox:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt under the first (newest) key."""
-        return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        except InvalidToken:
+            raise ValueError(
+                "an App Secret cannot be decrypted with LOYALTY_ENCRYPTION_KEY"
+            ) from None
