@@ -10,6 +10,9 @@
   webhook for SMS when LOYALTY_SMS_WEBHOOK is set, and otherwise the server console.
   The console sender *is* a delivery channel (for a first run, or an operator relaying
   codes by hand), so it prints the code on purpose; configure SMTP/SMS for real members.
+  The code and its send are committed before delivery, which runs outside any
+  transaction; when delivery fails both are deleted again (502 `otp_delivery_failed`), so
+  no undelivered code stays live and the member may ask again at once.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import requests
 
 from portal.config import current_settings
-from portal.db import is_postgres, write_transaction
+from portal.db import database, is_postgres, write_transaction
 from portal.models import Member, Otp, OtpSend, utcnow
 
 log = logging.getLogger("portal.otp")
@@ -173,19 +176,28 @@ def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -
             wait = int((recent[-1][0] + timedelta(hours=1) - now).total_seconds()) + 1
             raise OtpError(429, "otp_rate_limited", f"At most {HOURLY_LIMIT} codes an hour; retry in {wait} s.",
                            retry_after=wait)
-        OtpSend.create(member=member, created_at=now)
+        send = OtpSend.create(member=member, created_at=now)
         OtpSend.delete().where((OtpSend.member == member) & (OtpSend.created_at < now - timedelta(hours=2))).execute()
         Otp.delete().where(Otp.member == member).execute()
         otp = Otp.create(member=member, code_hash=_hash_code(member, code), channel=channel,
                          attempts=0, expires_at=now + CODE_LIFETIME, created_at=now)
     delivered = False
     if member.mode == "prod":
+        # Delivery waits up to 10 s on a mail server or SMS gateway: never with a
+        # transaction open, which would hold SQLite's write lock (every API call writes
+        # its nonce) or the member's row lock and a connection on PostgreSQL.
+        if database.in_transaction():
+            raise RuntimeError("request_otp must not be called inside a transaction in production mode")
         try:
             (sender or sender_for(channel)).send(member, channel, code)
-        except Exception as exc:  # delivery is outside our control; the code stays valid
+        except Exception as exc:  # delivery is outside our control
             log.error("OTP delivery by %s for %s failed: %s", channel, member.public_id, exc.__class__.__name__)
+            # The member never got this code: it must not stay live, nor count as a send.
+            with write_transaction():
+                Otp.delete().where(Otp.id == otp.id).execute()
+                OtpSend.delete().where(OtpSend.id == send.id).execute()
             raise OtpError(502, "otp_delivery_failed",
-                           f"The code could not be delivered by {channel}; retry in 30 s.") from None
+                           f"The code could not be delivered by {channel}; retry shortly.") from None
         delivered = True
     return SentOtp(member.public_id, channel, otp.expires_at, delivered)
 

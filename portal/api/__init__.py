@@ -57,7 +57,10 @@ Everything else is done for you, in this order, before the view runs:
    `Idempotent-Replayed: true`, 409 `idempotency_key_reused` / `idempotency_request_in_progress`,
    scoped to (application, mode), 24 h. With a key, the view runs inside one write
    transaction together with storing its response, so domain functions must use
-   `write_transaction()`/`atomic()` (which nest as savepoints), never commit on their own;
+   `write_transaction()`/`atomic()` (which nest as savepoints), never commit on their own.
+   A view that waits on the outside world (mail, SMS) declares `transactional=False`: it
+   then never runs inside a transaction, commits its own writes before it waits, and
+   undoes them itself if the outside call fails (see `portal.otp.request_otp`);
 5. the response gets `X-Request-Id`, and one log line is written per request (request id,
    masked key, status, milliseconds; never a key, secret or body).
 
@@ -121,6 +124,7 @@ class Endpoint:
     errors: dict = field(default_factory=dict)
     tag: str = ""
     authenticated: bool = True
+    transactional: bool = True  # run inside the idempotency transaction (see portal.api.idempotency)
 
     @property
     def path(self) -> str:
@@ -172,12 +176,14 @@ class ApiCall:
 def endpoint(method: str, rule: str, *, scope: str | None, summary: str, response: dict | None = None,
              status: int = 200, body: Body | None = None, query: Query | None = None,
              errors: dict | None = None, description: str = "", tag: str | None = None,
-             authenticated: bool = True):
+             authenticated: bool = True, transactional: bool = True):
     """Declare and register a /v1 endpoint (see the module docstring for a full example).
 
     `scope` is mandatory (None only for endpoints any valid key may call); `errors` maps
     extra documented statuses to a description (401/403/400 and friends are added
-    automatically in the OpenAPI document).
+    automatically in the OpenAPI document). `transactional=False` is for a view that waits on
+    the outside world (an SMTP server, an SMS gateway): with an Idempotency-Key it then
+    runs outside any transaction, commits its own writes, and its response is stored after.
     """
     from portal.scopes import SCOPES
 
@@ -195,7 +201,7 @@ def endpoint(method: str, rule: str, *, scope: str | None, summary: str, respons
             name=f"api.{name}", method=method, rule=rule, scope=scope, view=view, summary=summary,
             description=description or (view.__doc__ or "").strip(), body=body, query=query,
             response=response, status=status, errors=dict(errors or {}),
-            tag=tag or _default_tag(view), authenticated=authenticated,
+            tag=tag or _default_tag(view), authenticated=authenticated, transactional=transactional,
         )
         REGISTRY[ep.name] = ep
 
@@ -239,7 +245,8 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
 
         key = idempotency_key(request.headers) if request.method == "POST" and caller else None
         if key is not None:
-            return run_idempotent(caller, key, request.method, request.path, raw, run)
+            return run_idempotent(caller, key, request.method, request.path, raw, run,
+                                  transactional=ep.transactional)
         return run()
     except ApiError as exc:
         return exc.response()

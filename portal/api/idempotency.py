@@ -8,6 +8,11 @@ every server process agrees.
 - the same key with a different request: 409 `idempotency_key_reused`;
 - the same key while the first request still runs: 409 `idempotency_request_in_progress`.
 
+Normally the endpoint's writes and its stored response commit in one transaction. An
+endpoint declared `transactional=False` (one that talks to the outside world, like OTP
+delivery, and must not hold a transaction meanwhile) commits its own writes, and its
+response is stored afterwards (one UPDATE, committed on its own).
+
 Responses with status >= 500 are not stored (the row is deleted), so a retry after a
 server error runs again. A row left `in_progress` by a crashed process is taken over after
 STALE_AFTER, long enough that no live request is still running (the server times out
@@ -21,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
 from flask import Response
@@ -56,25 +61,29 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def run_idempotent(caller, key: str, method: str, path: str, body: bytes, run) -> Response:
-    """Run `run()` (returning a Response) at most once for (application, mode, key)."""
+def run_idempotent(caller, key: str, method: str, path: str, body: bytes, run, *,
+                   transactional: bool = True) -> Response:
+    """Run `run()` (returning a Response) at most once for (application, mode, key);
+    inside one write transaction with storing its response unless `transactional=False`."""
     print_ = fingerprint(method, path, body)
     with _running_lock(caller, key) as lock:
-        return _run_once(caller, key, print_, lock, run)
+        return _run_once(caller, key, print_, lock, run, transactional)
 
 
-def _run_once(caller, key: str, print_: str, lock: bool | None, run) -> Response:
+def _run_once(caller, key: str, print_: str, lock: bool | None, run, transactional: bool) -> Response:
     record = _claim(caller, key, print_, lock)
     if record is not None:
         return _answer_existing(record, print_)
     # The endpoint's writes and the stored response commit together: a process killed
     # between the two would otherwise leave a write whose key a retry (after STALE_AFTER)
-    # would run a second time.
+    # would run a second time. A non-transactional endpoint accepts that risk so as not to
+    # hold the write lock (SQLite) or its row locks (PostgreSQL) while it waits on others.
     try:
-        with write_transaction():
+        with write_transaction() if transactional else nullcontext():
             response = run()
             if response.status_code >= 500:
                 raise _NotStored(response)
+            # Without the view's transaction this one statement commits on its own.
             IdempotencyRecord.update(
                 state="done", status_code=response.status_code, response_body=response.get_data(as_text=True),
             ).where(_where(caller, key)).execute()

@@ -217,6 +217,7 @@ def _otp_error(exc: OtpError) -> ApiError:
     errors={404: "No such member (in this mode)",
             429: "otp_cooldown (one code per 30 s) or otp_rate_limited (5 an hour); see Retry-After",
             502: "otp_delivery_failed"},
+    transactional=False,  # delivery waits on a mail server or SMS gateway; request_otp commits first
 )
 def send_otp(call: ApiCall, member_id):
     """Send a 6-digit code, valid 10 minutes, replacing any earlier one. In test mode

@@ -238,3 +238,63 @@ def test_failed_delivery_is_reported_without_details(app, prod, prod_member):
     error = error_of(response)
     assert (error["type"], error["code"]) == ("api_error", "otp_delivery_failed")
     assert "127.0.0.1" not in error["message"]
+
+
+def test_failed_delivery_leaves_no_code_and_does_not_count_as_a_send(app, prod, prod_member):
+    """The code never reached the member: it is gone, and the member may ask again at once."""
+    configure(app, sms_webhook="http://127.0.0.1:9/unreachable")
+    for attempt in range(2):
+        headers = {"Idempotency-Key": f"failing-{attempt}"} if attempt else {}
+        response = prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "sms"}, headers=headers)
+        assert error_of(response)["code"] == "otp_delivery_failed"  # not otp_cooldown the second time
+        with app.app_context():
+            assert Otp.select().count() == 0
+            assert OtpSend.select().count() == 0
+
+
+def test_slow_delivery_does_not_hold_up_other_requests(app, prod, prod_member):
+    """The code is delivered outside any transaction: while a slow SMS gateway holds an OTP
+    request (with an Idempotency-Key, as the SDK sends), the partner's other requests,
+    also on the same member, are answered."""
+    delivering = threading.Event()
+    others_done = threading.Event()
+
+    class SlowGateway(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            delivering.set()
+            others_done.wait(timeout=3)  # a slow gateway, released early once the others are answered
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    gateway = HTTPServer(("127.0.0.1", 0), SlowGateway)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    configure(app, sms_webhook=f"http://127.0.0.1:{gateway.server_address[1]}/sms")
+    answered, responses = [], {}
+
+    def send_code():
+        otp_client = SignedClient(app.test_client(), prod.creds)
+        responses["otp"] = otp_client.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "sms"},
+                                           headers={"Idempotency-Key": "slow-delivery"})
+        answered.append("otp")
+
+    sender = threading.Thread(target=send_code)
+    sender.start()
+    try:
+        assert delivering.wait(timeout=10), "the OTP request never reached the gateway"
+        other = SignedClient(app.test_client(), prod.creds)
+        responses["key"] = other.get("/v1/key")
+        answered.append("key")
+        responses["rename"] = other.patch(f"/v1/members/{prod_member['id']}", json={"name": "Ana"})
+        answered.append("rename")
+    finally:
+        others_done.set()
+        sender.join(timeout=30)
+        gateway.shutdown()
+        gateway.server_close()
+    assert answered == ["key", "rename", "otp"]
+    assert [responses[name].status_code for name in answered] == [200, 200, 200]
+    assert responses["otp"].get_json()["delivered"] is True
