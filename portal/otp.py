@@ -158,6 +158,11 @@ def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -
         raise OtpError(400, "invalid_request", "This member has no email; use channel sms.", "channel")
     if channel == "sms" and not member.phone:
         raise OtpError(400, "invalid_request", "This member has no phone; use channel email.", "channel")
+    if member.mode == "prod" and database.in_transaction():
+        # Delivery waits up to 10 s on a mail server or SMS gateway: never with a
+        # transaction open, which would hold SQLite's write lock (every API call writes
+        # its nonce) or the member's row lock and a connection on PostgreSQL.
+        raise RuntimeError("request_otp must not be called inside a transaction in production mode")
     code = TEST_MODE_CODE if member.mode == "test" else f"{secrets.randbelow(10**6):06d}"
     now = utcnow()
     with write_transaction():
@@ -183,11 +188,6 @@ def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -
                          attempts=0, expires_at=now + CODE_LIFETIME, created_at=now)
     delivered = False
     if member.mode == "prod":
-        # Delivery waits up to 10 s on a mail server or SMS gateway: never with a
-        # transaction open, which would hold SQLite's write lock (every API call writes
-        # its nonce) or the member's row lock and a connection on PostgreSQL.
-        if database.in_transaction():
-            raise RuntimeError("request_otp must not be called inside a transaction in production mode")
         try:
             (sender or sender_for(channel)).send(member, channel, code)
         except Exception as exc:  # delivery is outside our control
