@@ -60,7 +60,8 @@ Everything else is done for you, in this order, before the view runs:
    `write_transaction()`/`atomic()` (which nest as savepoints), never commit on their own.
    A view that waits on the outside world (mail, SMS) declares `transactional=False`: it
    then never runs inside a transaction, commits its own writes before it waits, and
-   undoes them itself if the outside call fails (see `portal.otp.request_otp`);
+   undoes them itself if the outside call fails (see `portal.otp.request_otp`). A 429 or
+   5xx response is not stored (its writes roll back), so a retry with the key runs again;
 5. the response gets `X-Request-Id`, and one log line is written per request (request id,
    masked key, status, milliseconds; never a key, secret or body).
 

@@ -13,8 +13,8 @@ endpoint declared `transactional=False` (one that talks to the outside world, li
 delivery, and must not hold a transaction meanwhile) commits its own writes, and its
 response is stored afterwards (one UPDATE, committed on its own).
 
-Responses with status >= 500 are not stored (the row is deleted), so a retry after a
-server error runs again. A row left `in_progress` by a crashed process is taken over after
+Responses with status >= 500 or 429 are not stored (the row is deleted), so a retry after
+a server error, or after a rate limit's Retry-After, runs again. A row left `in_progress` by a crashed process is taken over after
 STALE_AFTER, long enough that no live request is still running (the server times out
 requests at 60 s). On PostgreSQL the request running a key also holds an advisory lock on
 it, so a row whose lock is free belongs to a request that died (a killed process, or a
@@ -81,7 +81,7 @@ def _run_once(caller, key: str, print_: str, lock: bool | None, run, transaction
     try:
         with write_transaction() if transactional else nullcontext():
             response = run()
-            if response.status_code >= 500:
+            if response.status_code >= 500 or response.status_code == 429:
                 raise _NotStored(response)
             # Without the view's transaction this one statement commits on its own.
             IdempotencyRecord.update(
@@ -100,7 +100,7 @@ def _run_once(caller, key: str, print_: str, lock: bool | None, run, transaction
 
 
 class _NotStored(Exception):
-    """A 5xx response: roll back what the endpoint wrote and forget the key."""
+    """A 5xx or 429 response: roll back what the endpoint wrote and forget the key."""
 
     def __init__(self, response: Response):
         self.response = response

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from portal.api.idempotency import fingerprint, running_lock_id
-from portal.models import Application, IdempotencyRecord, Member, utcnow
+from portal.models import Application, IdempotencyRecord, Member, OtpSend, utcnow
 from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
 
 
@@ -116,6 +116,23 @@ def test_failed_request_is_stored_and_replayed_too(api):
     again = api.post("/v1/members", json={"email": "dup@example.com"}, headers={"Idempotency-Key": "dup"})
     assert conflict.status_code == again.status_code == 409
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_rate_limited_request_is_not_stored_so_a_retry_after_retry_after_runs(app, api):
+    """A 429 says "later": the same key must work once the wait is over."""
+    member = api.post("/v1/members", json={"email": "wait@example.com"}).get_json()
+    path = f"/v1/members/{member['id']}/otp"
+    assert api.post(path, json={"channel": "email"}).status_code == 200
+    limited = api.post(path, json={"channel": "email"}, headers={"Idempotency-Key": "after-cooldown"})
+    assert limited.status_code == 429
+    assert error_of(limited)["code"] == "otp_cooldown"
+    with app.app_context():
+        assert IdempotencyRecord.select().where(IdempotencyRecord.key == "after-cooldown").count() == 0
+        OtpSend.update(created_at=utcnow() - timedelta(minutes=1)).execute()  # the cooldown has passed
+    retried = api.post(path, json={"channel": "email"}, headers={"Idempotency-Key": "after-cooldown"})
+    assert retried.status_code == 200
+    assert "Idempotent-Replayed" not in retried.headers
+    assert retried.get_json()["object"] == "otp"
 
 
 def test_idempotency_key_of_the_wrong_length_is_invalid_request(api):
