@@ -4,7 +4,8 @@ every server process agrees.
 - first use: a row is inserted `in_progress` (the unique index on (application, mode, key)
   makes exactly one concurrent request win), the endpoint runs, and its response is stored;
 - the same key with the same method, path and body within 24 h: the stored response again,
-  with `Idempotent-Replayed: true`;
+  with `Idempotent-Replayed: true` (a stored error's `X-Request-Id` is the original
+  request's, as in its body);
 - the same key with a different request: 409 `idempotency_key_reused`;
 - the same key while the first request still runs: 409 `idempotency_request_in_progress`.
 
@@ -24,6 +25,7 @@ connection cut by a database outage) and is taken over at once.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
 from contextlib import contextmanager, nullcontext
@@ -31,7 +33,7 @@ from datetime import timedelta
 
 from flask import Response
 
-from portal.api.errors import ApiError, invalid_request
+from portal.api.errors import REQUEST_ID_HEADER, ApiError, invalid_request
 from portal.db import UNAVAILABLE_ERRORS, database, is_postgres, write_transaction
 from portal.models import IdempotencyRecord, utcnow
 
@@ -198,7 +200,21 @@ def _answer_existing(record: IdempotencyRecord, print_: str) -> Response:
                        param=HEADER)
     response = Response(record.response_body, status=record.status_code, mimetype="application/json")
     response.headers[REPLAYED_HEADER] = "true"
+    original_id = _stored_request_id(record.response_body)
+    if original_id is not None:  # the header then names the same request as the body
+        response.headers[REQUEST_ID_HEADER] = original_id
     return response
+
+
+def _stored_request_id(body: str | None) -> str | None:
+    """The `error.request_id` of a stored error body (the original request's), if any.
+    A stored success body names no request, and its replay keeps its own request id."""
+    try:
+        error = json.loads(body or "").get("error")
+    except (ValueError, AttributeError):
+        return None
+    rid = error.get("request_id") if isinstance(error, dict) else None
+    return rid if isinstance(rid, str) else None
 
 
 def _forget(caller, key: str) -> None:

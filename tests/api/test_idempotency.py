@@ -118,6 +118,19 @@ def test_failed_request_is_stored_and_replayed_too(api):
     assert again.headers["Idempotent-Replayed"] == "true"
 
 
+def test_a_replayed_error_carries_the_original_request_id_in_header_and_body(api):
+    """The request id a partner quotes from a replayed error is the one of the request that
+    produced it, in the header as in the body."""
+    assert api.post("/v1/members", json={"email": "rid@example.com"}).status_code == 201
+    first = api.post("/v1/members", json={"email": "rid@example.com"}, headers={"Idempotency-Key": "rid"})
+    again = api.post("/v1/members", json={"email": "rid@example.com"}, headers={"Idempotency-Key": "rid"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    original = first.headers["X-Request-Id"]
+    assert error_of(first)["request_id"] == original
+    assert error_of(again)["request_id"] == original
+    assert again.headers["X-Request-Id"] == original
+
+
 def test_a_rate_limited_request_is_not_stored_so_a_retry_after_retry_after_runs(app, api):
     """A 429 says "later": the same key must work once the wait is over."""
     member = api.post("/v1/members", json={"email": "wait@example.com"}).get_json()
