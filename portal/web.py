@@ -28,6 +28,7 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, current_user
+from htmx_flask import Htmx
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -101,10 +102,7 @@ login_manager.session_protection = "basic"
 
 def is_htmx() -> bool:
     """True for a request htmx made (and not a history restore, which wants a full page)."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def flashes_oob() -> str:
@@ -155,8 +153,8 @@ def safe_next(target: str | None, default: str) -> str:
 
 def login_url_for_current_page() -> str:
     """The log-in page, with `next` pointing back at the page the user was on."""
-    if is_htmx() or request.headers.get("HX-Request") == "true":
-        current = request.headers.get("HX-Current-URL", "")
+    if request.htmx:
+        current = request.htmx.current_url or ""
         parts = urlsplit(current)
         here = parts.path + (f"?{parts.query}" if parts.query else "") if parts.netloc == request.host else ""
     else:
@@ -268,7 +266,7 @@ def unauthorized_response() -> Response:
     """Not logged in: htmx gets HX-Redirect to the log-in page (never a log-in form swapped
     into a table); a browser gets a redirect."""
     login = login_url_for_current_page()
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         response = make_response("", 401)
         response.headers["HX-Redirect"] = login
         return response
@@ -290,6 +288,7 @@ def _load_user(user_id: str):
 
 def init_app(app) -> None:
     """Install sessions, CSRF checks, error pages, security headers and template helpers."""
+    Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
     login_manager.user_loader(_load_user)
     login_manager.unauthorized_handler(unauthorized_response)
@@ -301,7 +300,7 @@ def init_app(app) -> None:
         endpoint = request.endpoint or ""
         # An expired session on an htmx request goes to the log-in page before anything
         # else, even before the CSRF check (the token lived in the expired session).
-        if request.headers.get("HX-Request") == "true" and not current_user.is_authenticated \
+        if request.htmx and not current_user.is_authenticated \
                 and not endpoint.startswith("auth."):
             return unauthorized_response()
         if endpoint == "auth.logout" and not current_user.is_authenticated:
