@@ -96,7 +96,8 @@ def list_claims(call: ApiCall):
         if member is None:  # nobody's claims: an empty list, whoever's id it may be
             return {"object": "list", "data": [], "has_more": False}
     query = claims.claims_query(call.partner_id, call.mode, status=call.query.get("status"), member=member)
-    return page(query, Claim, call.query, serialize=claims.claim_json)
+    return page(query, Claim, call.query, serialize=claims.claim_json,
+                anchor_scope=Claim.select(Claim.id).where((Claim.partner == call.partner_id) & (Claim.mode == call.mode)))
 
 
 @endpoint("GET", "/claims/<claim_id>", scope="claim_write", summary="Get a claim", response=CLAIM,

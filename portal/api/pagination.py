@@ -39,19 +39,25 @@ def list_of(item_schema: dict) -> dict:
     }
 
 
-def page(select, model, query: dict, *, serialize, id_field=None, public_id_field=None) -> dict:
+def page(select, model, query: dict, *, serialize, id_field=None, public_id_field=None,
+         anchor_scope=None) -> dict:
     """One page of `select` (already scoped to the caller), newest first.
 
     `model` must have an auto-increment `id` and a unique `public_id` (or pass the
     fields). `starting_after` that is not in `select` — a typo, another partner's or the
     other mode's id — is a 400 naming the param, never a leak of whether it exists.
+
+    A filtered list whose items can leave the filter (a claim approved while paging
+    through `status=pending`) passes `anchor_scope`: the same select scoped to the caller
+    but without the filters. `starting_after` is then looked up there, so the next page
+    still continues after an item that has just left the list.
     """
     id_field = id_field or model.id
     public_id_field = public_id_field or model.public_id
     limit = query.get("limit", DEFAULT_LIMIT)
     after = query.get("starting_after")
     if after is not None:
-        anchor = select.where(public_id_field == after).first()
+        anchor = (select if anchor_scope is None else anchor_scope).where(public_id_field == after).first()
         if anchor is None:
             raise invalid_request(f"starting_after {after!r} is not an id in this list.", "starting_after")
         select = select.where(id_field < getattr(anchor, id_field.name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.helpers import SignedClient, add_key, error_of
+from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
 from tests.api.test_stamps import create_member, member, program  # noqa: F401  (fixtures)
 
 
@@ -101,6 +101,34 @@ def test_claims_are_read_and_listed_with_filters(api, program, member, cashback_
     assert api.get("/v1/claims?member_id=mem_nobody").get_json()["data"] == []
     res = api.get("/v1/claims?status=lost")
     assert res.status_code == 400 and error_of(res)["param"] == "status"
+
+
+def test_approving_each_pending_claim_while_paging_through_them(api, member):
+    """Deciding the claim a page ended on takes it out of the filtered list; the next page
+    still continues after it."""
+    filed = [file_claim(api, member_id=member, amount=100 + n).get_json()["id"] for n in range(3)]
+    seen, after = [], None
+    while True:
+        page = api.get("/v1/claims?status=pending&limit=1" + (f"&starting_after={after}" if after else ""))
+        assert page.status_code == 200, page.get_json()
+        page = page.get_json()
+        for claim in page["data"]:
+            seen.append(claim["id"])
+            assert api.post(f"/v1/claims/{claim['id']}/approve").status_code == 200
+            after = claim["id"]
+        if not page["has_more"]:
+            break
+    assert seen == filed[::-1]
+    assert api.get("/v1/claims?status=pending").get_json()["data"] == []
+
+
+def test_starting_after_another_partners_or_modes_claim_is_refused(app, client, api, creds, cashback_claim):
+    prod = SignedClient(client, add_key(app, creds, mode="prod"))
+    other = SignedClient(client, create_credentials(app, business="Other"))
+    for signed in (prod, other):
+        for query in ("", "status=pending&"):
+            res = signed.get(f"/v1/claims?{query}starting_after={cashback_claim['id']}")
+            assert res.status_code == 400 and error_of(res)["param"] == "starting_after"
 
 
 def test_unknown_claims_and_the_other_modes_claims_are_404(app, client, api, creds, cashback_claim):

@@ -130,6 +130,17 @@ def test_claims_create_get_list_approve_and_reject(client, program):
     assert [c.id for c in client.claims.list(member_id=member.id, status="rejected")] == [cash_claim.id]
 
 
+def test_iterating_pending_claims_while_approving_each(client):
+    """The iterator's next page continues after a claim that has just left the filter."""
+    member = client.members.create(email=_email("paging"))
+    filed = [client.claims.create(member.id, amount=10 + n).id for n in range(3)]
+    approved = []
+    for claim in client.claims.list(status="pending", member_id=member.id, page_size=1):
+        approved.append(client.claims.approve(claim.id).id)
+    assert approved == filed[::-1]
+    assert list(client.claims.list(status="pending", member_id=member.id)) == []
+
+
 def test_referrals_validate_apply_and_stats(client, program):
     referrer = client.members.create(email=_email("referrer"))
     newcomer = client.members.create(email=_email("newcomer"))
