@@ -84,6 +84,7 @@ def serve(host, port, workers, threads):
     if applied:
         click.echo(f"Database migrated: {', '.join(applied)}")
     db.database.close()  # each worker opens its own connections after the fork
+    _check_port_free(host, port)
     click.echo(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
 
     class Server(BaseApplication):
@@ -94,12 +95,32 @@ def serve(host, port, workers, threads):
             self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
             self.cfg.set("accesslog", None)  # the app logs each API request itself
             self.cfg.set("timeout", 60)
+            # gunicorn's control socket is one file per user: a second server on the host
+            # would take it over and delete it on exit. Nothing here uses it.
+            self.cfg.set("control_socket_disable", True)
             self.cfg.set("graceful_timeout", 10)
 
         def load(self):
             return app
 
     Server().run()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one line, before announcing the URL, when the address is taken."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        _fail(f"cannot listen on {host}: no such address")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (use --port to pick another)")
 
 
 def _run_migrations(app) -> list[str]:

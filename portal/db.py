@@ -13,6 +13,7 @@ reached answers 503 (the /v1 error shape for the API, a short page for the porta
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sqlite3
@@ -139,6 +140,8 @@ def open_database(url: str) -> peewee.Database:
     elif scheme in ("postgresql", "postgres"):
         if not params.get("database"):
             raise ConfigError("LOYALTY_DATABASE_URL names no database (postgresql://user@host:port/DBNAME)")
+        if importlib.util.find_spec("psycopg2") is None:  # peewee's PostgreSQL driver
+            raise ConfigError("PostgreSQL needs the psycopg2 driver: pip install 'loyalty-portal[postgres]'")
         name = params.pop("database")
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
         db = PostgresPool(

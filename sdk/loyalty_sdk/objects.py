@@ -68,7 +68,16 @@ class LoyaltyObject:
         return sorted(set(super().__dir__()) | set(self._data) | self._fields())
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self._data.items() if not isinstance(v, (list, dict)))
+        # Lists of plain values (a key's scopes) are what a reader looks for; nested objects
+        # (a card's rewards, a page of entries) would drown the line, so they show a count.
+        def short(value: Any) -> str:
+            if isinstance(value, dict):
+                return "{…}"
+            if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+                return f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
+            return repr(value)
+
+        shown = ", ".join(f"{k}={short(v)}" for k, v in self._data.items())
         return f"{type(self).__name__}({shown})"
 
     @property

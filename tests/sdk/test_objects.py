@@ -67,3 +67,12 @@ def test_list_iterator_stops_at_limit_without_fetching_more():
 def test_list_iterator_refuses_bad_sizes(options):
     with pytest.raises(ValueError):
         ListIterator(lambda p: {}, LoyaltyObject, {}, **{"limit": None, "page_size": 20, **options})
+
+
+def test_a_printed_object_shows_plain_lists_and_counts_nested_ones():
+    from loyalty_sdk.objects import Card, KeyInfo
+
+    key = KeyInfo({"app_id": "app_x", "mode": "test", "scopes": ["stamps_read"], "name": "n", "expires_at": None})
+    assert "scopes=['stamps_read']" in repr(key)
+    card = Card({"id": "card_1", "name": "Coffee", "rewards": [{"id": "rwd_1"}, {"id": "rwd_2"}]})
+    assert "rewards=[2 items]" in repr(card)
