@@ -3,9 +3,12 @@ examples, rendered from the same OpenAPI document the API serves, so they cannot
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+import re
 
-from portal.api.openapi import document, openapi_path
+from flask import Blueprint, render_template, request
+from markupsafe import Markup, escape
+
+from portal.api.openapi import STANDARD_ERRORS, document, openapi_path
 from portal.scopes import scope_groups
 from portal.signing import canonical_string, signature
 
@@ -22,6 +25,49 @@ SAMPLE = {
     "nonce": "nonce-cccccccccccccccc",
     "body": '{"email":"ana@example.com","name":"Ana"}',
 }
+
+
+# Statuses every authenticated call can answer; the page's "Errors" section explains them once.
+COMMON_STATUSES = ("400", "401", "403", "413", "415")
+
+_BACKTICK_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def inline_code(text: str) -> Markup:
+    """Description text with its Markdown `backtick` spans shown as <code>.
+
+    The text is escaped first, so a description can never inject HTML; only the
+    backtick spans become markup."""
+    return Markup(_BACKTICK_SPAN.sub(r"<code>\1</code>", str(escape(text))))
+
+
+_ERROR_CODE = re.compile(r"(?<![`\w])([a-z]+(?:_[a-z]+)+)(?![`\w])")
+
+
+def path_with_breaks(path: str) -> Markup:
+    """An API path that may wrap after each "/" on a narrow screen, not inside a word."""
+    return Markup("/<wbr>").join(escape(part) for part in path.split("/"))
+
+
+def _specific_errors(operation: dict) -> list[tuple[str, str]]:
+    """The operation's own error statuses, each with one description.
+
+    The OpenAPI document joins an endpoint's specific description to the generic one
+    ("No such member; or: No such object…"); the page shows only the specific part, the
+    generic one when there is nothing specific, and leaves out the generic idempotency
+    409 of every POST (the "Errors" section covers it once)."""
+    errors = []
+    for code, response in operation["responses"].items():
+        if code.startswith("2") or code in COMMON_STATUSES:
+            continue
+        text = response["description"]
+        generic = STANDARD_ERRORS.get(code)
+        if generic and text.endswith(f"; or: {generic}"):
+            text = text[: -len(f"; or: {generic}")]
+        elif generic and text == generic and code == "409":
+            continue
+        errors.append((code, _ERROR_CODE.sub(r"`\1`", text)))  # error codes read as code
+    return errors
 
 
 def _type_label(schema: dict) -> str:
@@ -64,7 +110,7 @@ def endpoint_groups() -> list[tuple[str, list[dict]]]:
             if operation is None:
                 continue
             success = next(code for code in operation["responses"] if code.startswith("2"))
-            errors = [(code, r["description"]) for code, r in operation["responses"].items() if not code.startswith("2")]
+            errors = _specific_errors(operation)
             groups.setdefault(operation["tags"][0], []).append({
                 "id": operation["operationId"], "method": method.upper(), "path": path,
                 "summary": operation["summary"], "description": operation.get("description", ""),
@@ -89,4 +135,6 @@ def api_docs():
         sample_canonical=canonical,
         sample_signature=signature(SAMPLE["app_secret"], canonical),
         openapi_path=openapi_path,
+        inline_code=inline_code,
+        path_with_breaks=path_with_breaks,
     )
