@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 
@@ -71,3 +72,36 @@ def test_sdk_example_runs_against_the_real_server(live_server):
     result = subprocess.run([sys.executable, "-c", example], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert demo["app_id"] in result.stdout
+
+
+def test_descriptions_show_backtick_spans_as_code_and_never_raw_html():
+    """Markdown `spans` in descriptions become <code>; anything else in them stays text."""
+    from portal.api_docs import inline_code
+
+    assert str(inline_code("Add `count` stamps on `card_id`")) == "Add <code>count</code> stamps on <code>card_id</code>"
+    assert str(inline_code("a `<b>` & <i>x</i>")) == "a <code>&lt;b&gt;</code> &amp; &lt;i&gt;x&lt;/i&gt;"
+
+
+def test_api_docs_page_prints_no_markdown_and_one_description_per_error(client):
+    page = client.get("/docs/api").get_data(as_text=True)
+    prose = re.sub(r"<pre.*?</pre>", "", page, flags=re.S)
+    assert "`" not in prose  # backtick spans are rendered, not printed
+    assert "Add <code>count</code> (1-1000) stamps on <code>card_id</code>" in page
+    assert "; or:" not in page
+    # The generic idempotency conflicts are explained once, not on every POST.
+    assert page.count("idempotency_request_in_progress") == 1
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [390, 1280])
+def test_api_docs_page_fits_the_window_logged_out(browser, live_server, width):
+    """Nothing on the public page is wider than a phone's window (no cut-off left side)."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto("/docs/api")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        article = page.locator("article.api-docs").bounding_box()
+        assert article["x"] >= 0 and article["x"] + article["width"] <= width
+    finally:
+        context.close()
