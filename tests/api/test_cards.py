@@ -4,7 +4,6 @@ both modes and by no other partner."""
 from __future__ import annotations
 
 from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
-from tests.api.test_stamps import program  # noqa: F401  (fixture)
 
 
 def test_cards_are_listed_newest_first_with_rewards_cheapest_first(api, program):

@@ -11,7 +11,6 @@ import requests
 from portal import db
 from tests.api.helpers import SignedAuth, SignedClient, add_key, error_of
 from tests.conftest import LiveServer
-from tests.api.test_stamps import create_member, member  # noqa: F401  (fixture)
 from tests.domain.test_ledger import refuse_inserts
 
 

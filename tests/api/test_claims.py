@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
-from tests.api.test_stamps import create_member, member, program  # noqa: F401  (fixtures)
+from tests.api.conftest import create_member
 
 
 def file_claim(api, **fields):

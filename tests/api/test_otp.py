@@ -46,7 +46,7 @@ def test_test_mode_code_is_000000_and_nothing_is_sent(api, member, caplog):
     verified = api.post(f"/v1/members/{member['id']}/otp/verify", json={"code": "000000"}).get_json()
     assert verified["verified"] is True
     assert verified["member"]["verified"] is True
-    assert api.get(f"/v1/members/validate?email=otp%40example.com").get_json()["verified"] is True
+    assert api.get("/v1/members/validate?email=otp%40example.com").get_json()["verified"] is True
 
 
 def test_code_is_stored_hashed_and_single_use(app, api, member):

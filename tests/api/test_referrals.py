@@ -9,7 +9,7 @@ from portal import catalog
 from portal.catalog import ProgramSettings
 from portal.models import Partner
 from tests.api.helpers import SignedClient, add_key, error_of
-from tests.api.test_stamps import create_member, program  # noqa: F401  (fixture)
+from tests.api.conftest import create_member
 
 
 @pytest.fixture

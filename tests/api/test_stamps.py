@@ -1,42 +1,11 @@
-"""Stamps through the signed API: balances per card, history, adding and redeeming.
-
-Also the fixtures the other loyalty API tests import: `program` (a card with two
-rewards, made as the portal would) and `member` (created through the API).
-"""
+"""Stamps through the signed API: balances per card, history, adding and redeeming."""
 
 from __future__ import annotations
 
 import pytest
 
-from portal import catalog
-from portal.models import Partner
+from tests.api.conftest import create_member
 from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
-
-
-@pytest.fixture
-def program(app, creds):
-    """The partner's program: "Coffee card" with rewards "Cookie" (5) and "Free coffee" (10),
-    and an empty "Lunch card"."""
-    with app.app_context():
-        partner = Partner.get_by_id(creds.partner_id)
-        coffee = catalog.create_card(partner, "Coffee card", "One stamp per coffee")
-        cookie = catalog.create_reward(coffee, "Cookie", 5)
-        free_coffee = catalog.create_reward(coffee, "Free coffee", 10)
-        lunch = catalog.create_card(partner, "Lunch card")
-        return {"card": coffee.public_id, "cookie": cookie.public_id, "free_coffee": free_coffee.public_id,
-                "lunch": lunch.public_id}
-
-
-def create_member(api, email: str, **fields) -> dict:
-    res = api.post("/v1/members", json={"email": email, **fields})
-    assert res.status_code == 201, res.get_json()
-    return res.get_json()
-
-
-@pytest.fixture
-def member(api) -> str:
-    """A member of the test mode; its id."""
-    return create_member(api, "ann@example.com")["id"]
 
 
 def add(api, member, card, count, **extra):
