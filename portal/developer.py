@@ -242,8 +242,7 @@ def create_app():
     if is_htmx():
         # Replace the whole main area with the new application page and show its URL; htmx
         # keeps no history snapshot (historyCacheSize 0), so the secret is not stored.
-        html = render_template("developer/_application_main.html", **context, with_title=True)
-        response = make_response(html + render_template("_flashes.html", oob=True))
+        response = make_response(render_partial("developer/_application_main.html", **context, with_title=True))
         response.headers["HX-Retarget"] = "#main"
         response.headers["HX-Reswap"] = "innerHTML show:window:top"
         response.headers["HX-Push-Url"] = url_for("developer.application", app_id=application.app_id)

@@ -93,12 +93,12 @@ from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from portal.api.auth import Caller, require_scope, verify_request
-from portal.db import UNAVAILABLE_ERRORS
 from portal.api.errors import (
     REQUEST_ID_HEADER, ApiError, from_http_exception, internal_error, json_response, request_id,
 )
 from portal.api.idempotency import idempotency_key, run_idempotent
 from portal.api.schema import Body, Query, parse_query
+from portal.db import UNAVAILABLE_ERRORS
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 log = logging.getLogger("portal.api")
