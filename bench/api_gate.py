@@ -173,9 +173,9 @@ def run_key_count_benchmark(args) -> None:
     from werkzeug.datastructures import Headers
 
     from portal import create_app, db
-    from portal.accounts import create_partner_account
-    from portal.api.auth import require_scope, verify_request
-    from portal.applications import create_application, issue_api_key
+    from portal.domain.accounts import create_partner_account
+    from portal.api.gate import require_scope, verify_request
+    from portal.domain.applications import create_application, issue_api_key
     from portal.models import ApiKey, Nonce
 
     setups = []

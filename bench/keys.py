@@ -18,8 +18,9 @@ import tempfile
 import time
 
 from portal import create_app, db
-from portal.api.auth import find_key
-from portal.applications import create_application, issue_api_key
+from portal.config import current_settings
+from portal.api.gate import find_key
+from portal.domain.applications import create_application, issue_api_key
 from portal.credentials import generate_api_key, hash_api_key
 from portal.models import ApiKey, Partner, utcnow
 from portal.scopes import SCOPE_NAMES
@@ -42,7 +43,7 @@ def main() -> None:
     with app.app_context():
         db.migrate()
         db.database.connect(reuse_if_open=True)
-        pepper = app.extensions["loyalty_settings"].key_pepper
+        pepper = current_settings().key_pepper
         partner = Partner.create(name="Bench")
         apps = [create_application(partner, f"App {i}")[0] for i in range(args.apps)]
 

@@ -1,86 +1,16 @@
-"""The Loyalty Partner Platform: the partner portal and the signed loyalty API in one Flask app."""
+"""The Loyalty Partner Platform: the partner portal and the signed loyalty API in one Flask app.
+
+The package itself imports nothing heavy: `import portal.domain.ledger` loads no Flask.
+`create_app` (in portal.app) builds the web application.
+"""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
-from flask import Flask, jsonify, send_from_directory
-
-from portal import db
-from portal.config import load_settings
-
 __version__ = "0.1.0"
 
-_HERE = Path(__file__).parent
 
+def create_app(config: dict | None = None):
+    """Build the Flask app (see `portal.app.create_app`)."""
+    from portal.app import create_app as build
 
-def _templates_dir() -> str:
-    """templates/ sits at the repository root in a checkout and inside the package when
-    installed from a wheel (pyproject maps it to portal/templates)."""
-    packaged = _HERE / "templates"
-    return str(packaged if packaged.is_dir() else _HERE.parent / "templates")
-
-
-def _htmx_dir() -> str:
-    """htmx 2 from the pip-installed django-js-lib-htmx package: no CDN, no copied file."""
-    import js_lib_htmx
-
-    return str(Path(js_lib_htmx.__file__).parent / "static" / "htmx")
-
-
-def create_app(config: dict | None = None) -> Flask:
-    """Build the app. `config` overrides settings by their env name without the
-    LOYALTY_ prefix, e.g. {"DATA_DIR": tmp, "DATABASE_URL": "sqlite:///…"}."""
-    settings = load_settings(config)
-    app = Flask(__name__, template_folder=_templates_dir(), static_folder=str(_HERE / "static"))
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.secure_cookies,
-        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
-        REMEMBER_COOKIE_HTTPONLY=True,
-        REMEMBER_COOKIE_SAMESITE="Lax",
-        MAX_CONTENT_LENGTH=64 * 1024,
-        JSON_SORT_KEYS=False,
-    )
-    app.config.update(settings.extra)
-    app.extensions["loyalty_settings"] = settings
-    if settings.trusted_proxies:
-        # Behind a TLS-terminating reverse proxy: take the client's address, scheme and host
-        # from the X-Forwarded-* headers the trusted proxies set (and from nobody else).
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-    logging.getLogger("portal").setLevel(logging.INFO)
-
-    db.bind(db.open_database(settings.database_url))
-    db.init_app(app)
-
-    from portal import api, api_docs, auth, developer, program, web
-
-    web.init_app(app)
-    auth.init_app(app)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(developer.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(program.bp)
-    app.register_blueprint(api_docs.bp)
-
-    @app.get("/static/htmx/<path:filename>")
-    def htmx_static(filename):
-        """htmx itself, served from the installed package."""
-        return send_from_directory(_htmx_dir(), filename, max_age=86400)
-
-    @app.get("/healthz")
-    def healthz():
-        """200 when the database answers, 503 otherwise (for load balancers and probes)."""
-        try:
-            db.database.execute_sql("SELECT 1")
-        except Exception:  # any driver error means "not healthy"; details go nowhere
-            return jsonify(status="unavailable"), 503
-        return jsonify(status="ok")
-
-    return app
+    return build(config)

@@ -152,7 +152,8 @@ def migrate():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create_user(email, business, password_stdin, as_json):
     """Create a partner account (organisation and owner user)."""
-    from portal.accounts import AccountError, create_partner_account
+    from portal.domain import DomainError
+    from portal.domain.accounts import create_partner_account
 
     password = sys.stdin.readline().rstrip("\r\n")
     app = _app()
@@ -160,8 +161,8 @@ def create_user(email, business, password_stdin, as_json):
     with app.app_context():
         try:
             user = create_partner_account(business, email, password, via="cli")
-        except AccountError as exc:
-            _fail(str(exc))
+        except DomainError as exc:
+            _fail(exc.message)
         _emit({"email": user.email, "business": user.partner.name}, as_json,
               [f"Created {user.email} for {user.partner.name}."])
 
@@ -170,15 +171,16 @@ def create_user(email, business, password_stdin, as_json):
 @click.argument("email")
 def invite(email):
     """Allow EMAIL to sign up while LOYALTY_SIGNUP=invite."""
-    from portal.accounts import AccountError, invite_email
+    from portal.domain import DomainError
+    from portal.domain.accounts import invite_email
 
     app = _app()
     _run_migrations(app)
     with app.app_context():
         try:
             created = invite_email(email)
-        except AccountError as exc:
-            _fail(str(exc))
+        except DomainError as exc:
+            _fail(exc.message)
     click.echo(f"Invited {created.email}: they can sign up at /signup.")
 
 
@@ -188,7 +190,8 @@ def invite(email):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: app_id, app_secret.")
 def create_app_command(owner, name, as_json):
     """Create an application; prints its App ID and App Secret (shown once)."""
-    from portal.applications import CredentialError, create_application
+    from portal.domain import DomainError
+    from portal.domain.applications import create_application
     from portal.models import User
 
     app = _app()
@@ -199,8 +202,8 @@ def create_app_command(owner, name, as_json):
             _fail(f"no user with email {owner}")
         try:
             application, secret = create_application(user.partner, name, by=user)
-        except CredentialError as exc:
-            _fail(str(exc))
+        except DomainError as exc:
+            _fail(exc.message)
         _emit({"app_id": application.app_id, "app_secret": secret}, as_json,
               [f"App ID:     {application.app_id}", f"App Secret: {secret}",
                "The App Secret is shown once; store it now."])
@@ -215,7 +218,8 @@ def create_app_command(owner, name, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: api_key, mode, scopes.")
 def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
     """Create an API key; prints it once."""
-    from portal.applications import CredentialError, issue_api_key
+    from portal.domain import DomainError
+    from portal.domain.applications import issue_api_key
     from portal.models import Application
 
     app = _app()
@@ -227,8 +231,8 @@ def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
         expires = timedelta(days=expires_in_days) if expires_in_days else None
         try:
             key, plaintext = issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires)
-        except CredentialError as exc:
-            _fail(str(exc))
+        except DomainError as exc:
+            _fail(exc.message)
         _emit({"api_key": plaintext, "mode": key.mode, "scopes": key.scope_list}, as_json,
               [f"API key: {plaintext}", f"Mode:    {key.mode}", f"Scopes:  {' '.join(key.scope_list)}",
                "The key is shown once; store it now."])
@@ -241,7 +245,7 @@ def rotate_encryption_key():
     Rotation: put the new key first (LOYALTY_ENCRYPTION_KEY=NEW,OLD) on every instance and
     restart, run this once, then drop OLD.
     """
-    from portal.applications import reencrypt_app_secrets
+    from portal.domain.applications import reencrypt_app_secrets
 
     app = _app()
     _run_migrations(app)
@@ -257,7 +261,7 @@ def rotate_encryption_key():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: email, password, app_id, app_secret, test_key, prod_key.")
 def demo(as_json):
     """Create a demo partner with a program, an application and a test and a prod key."""
-    from portal.demo import create_demo
+    from portal.domain.demo import create_demo
 
     app = _app()
     _run_migrations(app)

@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from dotenv import load_dotenv
 
 SIGNUP_MODES = ("open", "invite")
+PASSWORD_HASHING = ("argon2", "fast")
 
 
 class ConfigError(Exception):
@@ -36,6 +37,7 @@ class Settings:
     mail_from: str = "loyalty@localhost"
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* headers count
     secure_cookies: bool = False  # session cookies only over HTTPS
+    password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     extra: dict = field(default_factory=dict)
 
 
@@ -113,6 +115,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
     if raw_secure not in ("0", "1", "true", "false", "yes", "no"):
         raise ConfigError("LOYALTY_SECURE_COOKIES must be 1 (served over HTTPS) or 0")
 
+    password_hashing = (get("PASSWORD_HASHING", "argon2") or "argon2").strip().lower()
+    if password_hashing not in PASSWORD_HASHING:
+        raise ConfigError("LOYALTY_PASSWORD_HASHING must be 'argon2' (the default) or 'fast' (test suites only)")
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -125,12 +131,24 @@ def load_settings(overrides: dict | None = None) -> Settings:
         mail_from=get("MAIL_FROM", "loyalty@localhost"),
         trusted_proxies=int(raw_proxies),
         secure_cookies=raw_secure in ("1", "true", "yes"),
+        password_hashing=password_hashing,
         extra=overrides,
     )
 
 
-def current_settings() -> Settings:
-    """The running app's settings (inside an app context)."""
-    from flask import current_app
+_active: Settings | None = None
 
-    return current_app.extensions["loyalty_settings"]
+
+def use_settings(settings: Settings) -> Settings:
+    """Make `settings` the process's settings (create_app does this, as it binds the
+    database: one configuration per process)."""
+    global _active
+    _active = settings
+    return settings
+
+
+def current_settings() -> Settings:
+    """The settings of the app this process runs (set by create_app)."""
+    if _active is None:
+        raise RuntimeError("no settings yet: create_app() (or config.use_settings) comes first")
+    return _active

@@ -6,9 +6,10 @@ portal and several server workers can share one file. PostgreSQL is plugged in t
 keeps a small pool of connections to it (checked for life on every check-out, so a
 database that restarted is reconnected to without restarting the server).
 
-A request takes one connection in `before_request` and gives it back in
-`teardown_request`, which runs even when the view raised. A database that cannot be
-reached answers 503 (the /v1 error shape for the API, a short page for the portal).
+A request takes a connection when it first runs a query (peewee connects on demand) and
+gives it back in `teardown_request`, which runs even when the view raised. A database
+that cannot be reached raises one of UNAVAILABLE_ERRORS; the API answers it with its 503
+JSON and the portal with its 503 page (this module knows nothing of either).
 """
 
 from __future__ import annotations
@@ -219,49 +220,16 @@ def close_all() -> None:
 
 
 def init_app(app) -> None:
-    """Connect per request, give the connection back even when the view raised, and
-    answer 503 while the database is unreachable."""
+    """Give each request's connection back even when the view raised (a request connects
+    on its first query)."""
 
     @app.before_request
-    def _connect():
+    def _keep_sqlite_file_open():
         hold_sqlite_file_open()
-        database.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close(exc):
         release_connection()
-
-    for error in UNAVAILABLE_ERRORS:
-        app.register_error_handler(error, _database_unavailable)
-
-
-def _database_unavailable(exc):
-    """503 while the database does not answer: the API error shape under /v1, a short
-    page elsewhere. The driver's message (which may name hosts or SQL) goes to the log only."""
-    from flask import jsonify, render_template_string, request
-
-    log.warning("database unavailable (%s %s): %s", request.method, request.path,
-                str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
-    release_connection()
-    message = "The service cannot reach its database right now. Please try again in a moment."
-    headers = {"Retry-After": "1", "Cache-Control": "no-store"}
-    if request.path == "/healthz":
-        return jsonify(status="unavailable"), 503, headers
-    if request.path.startswith("/v1/") or request.path == "/v1":
-        return _api_unavailable(message, headers)
-    page = render_template_string(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Temporarily unavailable</title>"
-        "<main><h1>Temporarily unavailable</h1><p>{{ message }}</p></main></html>",
-        message=message,
-    )
-    return page, 503, headers
-
-
-def _api_unavailable(message: str, headers: dict):
-    """The /v1 error shape (DESIGN §5) through the API's own error type."""
-    from portal.api.errors import ApiError
-
-    return ApiError(503, "service_unavailable", message, headers=headers).response()
 
 
 def migrate(db: peewee.Database | None = None) -> list[str]:

@@ -28,7 +28,7 @@ def cli(tmp_path):
 
 def stored_secret(tmp_path, encryption_key) -> str:
     """The App Secret as the gate decrypts it with `encryption_key`."""
-    from portal.api.auth import valid_secrets
+    from portal.api.gate import valid_secrets
 
     app = create_app({"DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": encryption_key})
     with app.app_context():

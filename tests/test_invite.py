@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from portal import create_app, db
-from portal.accounts import AccountError, create_partner_account
+from portal.domain import DomainError
+from portal.domain.accounts import create_partner_account
 from portal.cli import main
 
 
@@ -26,7 +27,7 @@ def _sign_up(tmp_path, email):
 
 def test_an_uninvited_email_cannot_sign_up(invite_only, tmp_path):
     assert invite_only("migrate").exit_code == 0
-    with pytest.raises(AccountError, match="by invitation"):
+    with pytest.raises(DomainError, match="by invitation"):
         _sign_up(tmp_path, "stranger@shop.example")
 
 
@@ -36,7 +37,7 @@ def test_an_invited_email_signs_up_once(invite_only, tmp_path):
     assert "Invited ann@shop.example" in result.output
     user = _sign_up(tmp_path, "ann@shop.example")
     assert user.role == "owner"
-    with pytest.raises(AccountError):
+    with pytest.raises(DomainError):
         _sign_up(tmp_path, "ann@shop.example")
 
 

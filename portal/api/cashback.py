@@ -3,13 +3,12 @@ program's currency."""
 
 from __future__ import annotations
 
-from portal import catalog, ledger
-from portal.api import ApiCall, endpoint, schema_ref
-from portal.api.errors import conflict
-from portal.api.pagination import list_of, list_query, page
-from portal.api.schema import Body, Integer, String
 from portal.api.members import member_or_404
-from portal.api.stamps import LEDGER_ENTRY, REFERENCE
+from portal.api.pagination import list_of, list_query, page
+from portal.api.registry import ApiCall, endpoint, schema_ref
+from portal.api.schema import Body, Integer, String
+from portal.api.stamps import LEDGER_ENTRY, REFERENCE, entry_json
+from portal.domain import catalog, ledger
 from portal.models import LedgerEntry
 
 AMOUNT = Integer(minimum=1, maximum=ledger.CASHBACK_AMOUNT_MAX,
@@ -50,7 +49,7 @@ def cashback_history(call: ApiCall, member_id):
     member = member_or_404(call, member_id)
     currency = _currency(call)
     return page(ledger.history_query(member, "cashback"), LedgerEntry, call.query,
-                serialize=lambda entry: ledger.entry_json(entry, member.public_id, currency))
+                serialize=lambda entry: entry_json(entry, member.public_id, currency))
 
 
 @endpoint("POST", "/members/<member_id>/cashback/credit", scope="cashback_write", summary="Credit cashback",
@@ -60,7 +59,7 @@ def credit_cashback(call: ApiCall, member_id):
     member = member_or_404(call, member_id)
     entry = ledger.credit_cashback(member, call.body["amount"], reference=call.body.get("reference"),
                                    description=call.body.get("description"))
-    return ledger.entry_json(entry, member.public_id, _currency(call))
+    return entry_json(entry, member.public_id, _currency(call))
 
 
 @endpoint("POST", "/members/<member_id>/cashback/redeem", scope="cashback_write", summary="Redeem cashback",
@@ -69,9 +68,6 @@ def credit_cashback(call: ApiCall, member_id):
 def redeem_cashback(call: ApiCall, member_id):
     """Debit `amount` (minor units) from the balance, which never goes below zero."""
     member = member_or_404(call, member_id)
-    try:
-        entry = ledger.redeem_cashback(member, call.body["amount"], reference=call.body.get("reference"),
-                                       description=call.body.get("description"))
-    except ledger.InsufficientBalance as exc:
-        raise conflict(exc.code, exc.message, "amount") from None
-    return ledger.entry_json(entry, member.public_id, _currency(call))
+    entry = ledger.redeem_cashback(member, call.body["amount"], reference=call.body.get("reference"),
+                                   description=call.body.get("description"))
+    return entry_json(entry, member.public_id, _currency(call))

@@ -3,15 +3,15 @@ the partner approves (crediting the ledger exactly once) or rejects it."""
 
 from __future__ import annotations
 
-from portal import claims, ledger
-from portal.api import ApiCall, endpoint, schema_ref
-from portal.api.errors import conflict, invalid_request, not_found
-from portal.api.pagination import list_of, list_query, page
-from portal.api.schema import Body, Enum, Integer, String
+from portal.api.errors import invalid_request, not_found
 from portal.api.members import member_or_404
+from portal.api.pagination import list_of, list_query, page
+from portal.api.registry import ApiCall, endpoint, schema_ref
+from portal.api.schema import Body, Enum, Integer, String
 from portal.api.stamps import ID, REFERENCE, card_or_404
-from portal.members import find_member
-from portal.models import Claim
+from portal.domain import claims, ledger
+from portal.domain.members import find_member
+from portal.models import Claim, isoformat
 
 CLAIM = schema_ref("Claim", {
     "type": "object",
@@ -36,6 +36,26 @@ CLAIM = schema_ref("Claim", {
 })
 
 NOT_PENDING = "claim_not_pending: the claim was already approved or rejected"
+
+
+def claim_json(claim: Claim) -> dict:
+    """A claim as the API shows it (`clm_…`); `claim` comes from a query of portal.domain.claims."""
+    return {
+        "id": claim.public_id,
+        "object": "claim",
+        "member_id": claim.member.public_id,
+        "kind": claim.kind,
+        "card_id": claim.card.public_id if claim.card_id else None,
+        "count": claim.count,
+        "amount": claim.amount,
+        "reference": claim.reference,
+        "note": claim.note,
+        "status": claim.status,
+        "reason": claim.reason,
+        "entry_id": claim.entry.public_id if claim.entry_id else None,
+        "created_at": isoformat(claim.created_at),
+        "decided_at": isoformat(claim.decided_at),
+    }
 
 
 def _claim_or_404(call: ApiCall, claim_id: str) -> Claim:
@@ -82,7 +102,7 @@ def create_claim(call: ApiCall):
     card = card_or_404(call, body["card_id"]) if kind == "stamps" else None
     claim = claims.create_claim(member, kind, card=card, count=body.get("count"), amount=body.get("amount"),
                                 reference=body.get("reference"), note=body.get("note"))
-    return claims.claim_json(claim)
+    return claim_json(claim)
 
 
 @endpoint("GET", "/claims", scope="claim_write", summary="List claims",
@@ -96,7 +116,7 @@ def list_claims(call: ApiCall):
         if member is None:  # nobody's claims: an empty list, whoever's id it may be
             return {"object": "list", "data": [], "has_more": False}
     query = claims.claims_query(call.partner_id, call.mode, status=call.query.get("status"), member=member)
-    return page(query, Claim, call.query, serialize=claims.claim_json,
+    return page(query, Claim, call.query, serialize=claim_json,
                 anchor_scope=Claim.select(Claim.id).where((Claim.partner == call.partner_id) & (Claim.mode == call.mode)))
 
 
@@ -104,7 +124,7 @@ def list_claims(call: ApiCall):
           errors={404: "No such claim"})
 def get_claim(call: ApiCall, claim_id):
     """One claim."""
-    return claims.claim_json(_claim_or_404(call, claim_id))
+    return claim_json(_claim_or_404(call, claim_id))
 
 
 @endpoint("POST", "/claims/<claim_id>/approve", scope="claim_write", summary="Approve a claim", response=CLAIM,
@@ -112,10 +132,7 @@ def get_claim(call: ApiCall, claim_id):
 def approve_claim(call: ApiCall, claim_id):
     """Approve a pending claim: its stamps or cashback are credited, exactly once."""
     claim = _claim_or_404(call, claim_id)
-    try:
-        return claims.claim_json(claims.approve_claim(claim))
-    except claims.ClaimNotPending as exc:
-        raise conflict(exc.code, exc.message) from None
+    return claim_json(claims.approve_claim(claim))
 
 
 @endpoint("POST", "/claims/<claim_id>/reject", scope="claim_write", summary="Reject a claim",
@@ -124,7 +141,4 @@ def approve_claim(call: ApiCall, claim_id):
 def reject_claim(call: ApiCall, claim_id):
     """Reject a pending claim, with an optional `reason` the member may be shown."""
     claim = _claim_or_404(call, claim_id)
-    try:
-        return claims.claim_json(claims.reject_claim(claim, call.body.get("reason")))
-    except claims.ClaimNotPending as exc:
-        raise conflict(exc.code, exc.message) from None
+    return claim_json(claims.reject_claim(claim, call.body.get("reason")))

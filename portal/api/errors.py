@@ -2,8 +2,9 @@
 
     {"error": {"type", "code", "message", "param"?, "required_scope"?, "request_id"}}
 
-Raise `ApiError(status, code, message, param=...)` anywhere below a view; the dispatcher in
-`portal.api` turns it into this JSON. Anything else that escapes a view becomes a 500
+Raise `ApiError(status, code, message, param=...)` anywhere below a view, or let a domain
+function's `DomainError` through; the dispatcher (`portal.api.registry`) turns either into
+this JSON, in one place. Anything else that escapes a view becomes a 500
 `api_error` whose message says nothing about the cause (the cause goes to the log only).
 """
 
@@ -13,6 +14,8 @@ import json
 import secrets
 
 from flask import Response, g
+
+from portal.domain import DomainError
 
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -93,6 +96,24 @@ def conflict(code: str, message: str, param: str | None = None) -> ApiError:
 def internal_error() -> ApiError:
     return ApiError(500, "internal_error",
                     "Something went wrong on our side. Retry later; quote the request_id if it persists.")
+
+
+def service_unavailable() -> ApiError:
+    """503 while the database does not answer (the driver's message goes to the log only)."""
+    return ApiError(503, "service_unavailable",
+                    "The service cannot reach its database right now. Please try again in a moment.",
+                    headers={"Retry-After": "1", "Cache-Control": "no-store"})
+
+
+# The status of each kind of domain refusal (portal.domain.DomainError.kind).
+DOMAIN_STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "rate_limited": 429, "unavailable": 502}
+
+
+def from_domain_error(exc: DomainError) -> ApiError:
+    """A domain rule's refusal in the API's error shape: the kind gives the status, the
+    field becomes `param`, a rate limit's `retry_after` becomes `Retry-After`."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return ApiError(DOMAIN_STATUS[exc.kind], exc.code, exc.message, param=exc.field, headers=headers)
 
 
 def json_response(data, status: int = 200) -> Response:

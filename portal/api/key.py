@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.api import ApiCall, endpoint, schema_ref
+from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.models import isoformat
 from portal.scopes import SCOPE_NAMES
 

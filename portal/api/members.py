@@ -6,16 +6,12 @@ scoped to the caller's partner and mode.
 
 from __future__ import annotations
 
-from portal.api import ApiCall, endpoint, schema_ref
-from portal.api.errors import ApiError, invalid_request, not_found
+from portal.api.errors import invalid_request, not_found
 from portal.api.pagination import list_of, list_query, page
+from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.api.schema import Body, Enum, Query, String
-from portal.members import (
-    MemberConflict, MemberError, create_member, find_by_contact, find_member, members_of,
-    normalise_email, normalise_phone, update_member,
-)
+from portal.domain import members, otp
 from portal.models import Member, isoformat
-from portal.otp import OtpError, request_otp, verify_otp
 
 MEMBER = schema_ref("Member", {
     "type": "object",
@@ -98,16 +94,10 @@ def member_json(member: Member) -> dict:
 
 def member_or_404(call: ApiCall, member_id: str) -> Member:
     """The caller's member (own partner, own mode) or a 404."""
-    member = find_member(call.partner_id, call.mode, member_id)
+    member = members.find_member(call.partner_id, call.mode, member_id)
     if member is None:
         raise not_found("member", "member_id")
     return member
-
-
-def _member_error(exc: MemberError) -> ApiError:
-    if isinstance(exc, MemberConflict):
-        return ApiError(409, exc.code, str(exc), param=exc.field)
-    return invalid_request(str(exc), exc.field, exc.code)
 
 
 @endpoint(
@@ -123,13 +113,9 @@ def _member_error(exc: MemberError) -> ApiError:
     response=MEMBER, status=201,
     errors={409: "member_exists: another member of this mode has the email, phone or external_id"},
 )
-def create_member_view(call: ApiCall):
+def create_member(call: ApiCall):
     """Create a member (at least one of email and phone); it gets a unique referral_code."""
-    try:
-        member = create_member(call.partner_id, call.mode, call.body)
-    except MemberError as exc:
-        raise _member_error(exc) from None
-    return member_json(member), 201
+    return member_json(members.create_member(call.partner_id, call.mode, call.body)), 201
 
 
 @endpoint(
@@ -139,14 +125,11 @@ def create_member_view(call: ApiCall):
 )
 def list_members(call: ApiCall):
     """The members of the key's mode, newest first; filter by email, phone or external_id."""
-    select = members_of(call.partner_id, call.mode)
-    try:
-        if "email" in call.query:
-            select = select.where(Member.email == normalise_email(call.query["email"]))
-        if "phone" in call.query:
-            select = select.where(Member.phone == normalise_phone(call.query["phone"]))
-    except MemberError as exc:
-        raise _member_error(exc) from None
+    select = members.members_of(call.partner_id, call.mode)
+    if "email" in call.query:
+        select = select.where(Member.email == members.normalise_email(call.query["email"]))
+    if "phone" in call.query:
+        select = select.where(Member.phone == members.normalise_phone(call.query["phone"]))
     if "external_id" in call.query:
         select = select.where(Member.external_id == call.query["external_id"])
     return page(select, Member, call.query, serialize=member_json)
@@ -163,10 +146,7 @@ def validate_member(call: ApiCall):
     given = [name for name in ("email", "phone", "external_id") if name in call.query]
     if len(given) != 1:
         raise invalid_request("Give exactly one of email, phone and external_id.", given[1] if given else "email")
-    try:
-        member = find_by_contact(call.partner_id, call.mode, **{given[0]: call.query[given[0]]})
-    except MemberError as exc:
-        raise _member_error(exc) from None
+    member = members.find_by_contact(call.partner_id, call.mode, **{given[0]: call.query[given[0]]})
     return {
         "object": "member_validation",
         "valid": member is not None,
@@ -194,19 +174,9 @@ def get_member(call: ApiCall, member_id):
     response=MEMBER,
     errors={404: "No such member (in this mode)", 409: "member_exists"},
 )
-def update_member_view(call: ApiCall, member_id):
+def update_member(call: ApiCall, member_id):
     """Change a member's name, email, phone or external_id (only the fields sent)."""
-    member = member_or_404(call, member_id)
-    try:
-        member = update_member(member, call.body)
-    except MemberError as exc:
-        raise _member_error(exc) from None
-    return member_json(member)
-
-
-def _otp_error(exc: OtpError) -> ApiError:
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return ApiError(exc.status, exc.code, str(exc), param=exc.field, headers=headers)
+    return member_json(members.update_member(member_or_404(call, member_id), call.body))
 
 
 @endpoint(
@@ -222,11 +192,7 @@ def _otp_error(exc: OtpError) -> ApiError:
 def send_otp(call: ApiCall, member_id):
     """Send a 6-digit code, valid 10 minutes, replacing any earlier one. In test mode
     nothing is sent and the code is always 000000."""
-    member = member_or_404(call, member_id)
-    try:
-        sent = request_otp(member, call.body["channel"])
-    except OtpError as exc:
-        raise _otp_error(exc) from None
+    sent = otp.request_otp(member_or_404(call, member_id), call.body["channel"])
     return {"object": "otp", "member_id": sent.member_id, "channel": sent.channel,
             "expires_at": isoformat(sent.expires_at), "delivered": sent.delivered}
 
@@ -242,11 +208,7 @@ def send_otp(call: ApiCall, member_id):
                 "verified; failures are 400 with code otp_incorrect, otp_expired, otp_not_found or "
                 "otp_attempts_exceeded.",
 )
-def verify_otp_view(call: ApiCall, member_id):
+def verify_otp(call: ApiCall, member_id):
     """Check a code; success marks the member verified."""
-    member = member_or_404(call, member_id)
-    try:
-        member = verify_otp(member, call.body["code"])
-    except OtpError as exc:
-        raise _otp_error(exc) from None
+    member = otp.verify_otp(member_or_404(call, member_id), call.body["code"])
     return {"object": "otp_verification", "verified": True, "member": member_json(member)}

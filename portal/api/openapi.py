@@ -12,7 +12,7 @@ import re
 from flask import current_app
 
 from portal import __version__
-from portal.api import REGISTRY, SCHEMAS, ApiCall, Endpoint, endpoint
+from portal.api.registry import REGISTRY, SCHEMAS, ApiCall, Endpoint, endpoint
 from portal.api.errors import ERROR_TYPE_NAMES, json_response
 from portal.api.idempotency import HEADER as IDEMPOTENCY_HEADER, REPLAYED_HEADER
 from portal.scopes import SCOPES

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from portal import ledger, referrals
-from portal.api import ApiCall, endpoint, schema_ref
-from portal.api.errors import ApiError, conflict
-from portal.api.schema import Body, Query, String
 from portal.api.members import member_or_404
-from portal.api.stamps import ID, LEDGER_ENTRY
+from portal.api.registry import ApiCall, endpoint, schema_ref
+from portal.api.schema import Body, Query, String
+from portal.api.stamps import ID, LEDGER_ENTRY, entry_json
+from portal.domain import referrals
+from portal.models import Referral, isoformat
 
 CODE = String(min_length=1, max_length=referrals.CODE_MAX, description="A member's referral code.")
 REASONS = [referrals.UNKNOWN_CODE, referrals.SELF_REFERRAL, referrals.ALREADY_REFERRED]
@@ -58,13 +58,34 @@ REFERRAL_VALIDATION = schema_ref("ReferralValidation", {
 })
 
 
+def referral_json(referral: Referral, *, referrer_id: str | None = None, referee_id: str | None = None) -> dict:
+    """A referral as the API shows it (`ref_…`)."""
+    return {
+        "id": referral.public_id,
+        "object": "referral",
+        "referrer_id": referrer_id or referral.referrer.public_id,
+        "referee_id": referee_id or referral.referee.public_id,
+        "rewarded": referral.rewarded,
+        "created_at": isoformat(referral.created_at),
+    }
+
+
 @endpoint("GET", "/members/<member_id>/referrals", scope="referral_read", summary="Referral stats",
           response=REFERRAL_STATS, errors={404: "No such member"})
 def referral_stats(call: ApiCall, member_id):
     """The member's `referral_code`, how many members they referred (`referred_count`), for
     how many a reward was credited (`rewarded_count`), who referred them (`referred_by`),
     and their latest 100 referrals, newest first."""
-    return referrals.referral_stats(member_or_404(call, member_id))
+    stats = referrals.referral_stats(member_or_404(call, member_id))
+    return {
+        "object": "referral_stats",
+        "member_id": stats.member.public_id,
+        "referral_code": stats.member.referral_code,
+        "referred_count": stats.referred_count,
+        "rewarded_count": stats.rewarded_count,
+        "referred_by": stats.referred_by,
+        "referrals": [referral_json(r, referrer_id=stats.member.public_id) for r in stats.latest],
+    }
 
 
 @endpoint("GET", "/referrals/validate", scope="referral_read", summary="Validate a referral code",
@@ -75,7 +96,13 @@ def validate_referral_code(call: ApiCall):
     (not themselves, not someone already referred). `reason`: unknown_code, self_referral
     or already_referred."""
     member = member_or_404(call, call.query["member_id"]) if "member_id" in call.query else None
-    return referrals.validate_code(call.partner_id, call.mode, call.query["code"], member)
+    check = referrals.validate_code(call.partner_id, call.mode, call.query["code"], member)
+    result: dict = {"valid": check.valid}
+    if check.reason is not None:
+        result["reason"] = check.reason
+    if check.referrer is not None:
+        result["referrer_id"] = check.referrer.public_id
+    return result
 
 
 @endpoint("POST", "/referrals/apply", scope="referral_write", summary="Apply a referral code",
@@ -89,13 +116,8 @@ def apply_referral(call: ApiCall):
     """Record that the code's owner referred `member_id` and credit the program's referral
     reward in the same transaction. A member is referred at most once, never by themselves."""
     member = member_or_404(call, call.body["member_id"])
-    try:
-        referral = referrals.apply_referral(member, call.body["code"])
-    except referrals.ReferralRefused as exc:
-        if exc.reason == referrals.UNKNOWN_CODE:
-            raise ApiError(400, exc.reason, exc.message, param="code") from None
-        raise conflict(exc.reason, exc.message, "member_id") from None
-    data = referrals.referral_json(referral)
+    referral = referrals.apply_referral(member, call.body["code"])
+    data = referral_json(referral)
     ids = {referral.referrer.id: referral.referrer.public_id, referral.referee.id: referral.referee.public_id}
-    data["entries"] = [ledger.entry_json(entry, ids[entry.member_id]) for entry in referral.entries]
+    data["entries"] = [entry_json(entry, ids[entry.member_id]) for entry in referral.entries]
     return data

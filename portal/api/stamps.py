@@ -1,19 +1,19 @@
 """Stamps: balances per card, the stamps ledger, adding stamps and redeeming rewards.
 
 Also home of what the ledger endpoints share: the card lookup (404 for another partner's
-card) and the LedgerEntry schema. Members are looked up with portal.api.members'
+card), the LedgerEntry schema and `entry_json`, which writes an entry in that shape. Members are looked up with portal.api.members'
 `member_or_404` (404 for another partner's or the other mode's member).
 """
 
 from __future__ import annotations
 
-from portal import catalog, ledger
-from portal.api import ApiCall, endpoint, schema_ref
-from portal.api.errors import conflict, not_found
+from portal.api.errors import not_found
 from portal.api.members import member_or_404
 from portal.api.pagination import list_of, list_query, page
+from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.api.schema import Body, Integer, String
-from portal.models import LedgerEntry
+from portal.domain import catalog, ledger
+from portal.models import LedgerEntry, Redemption, isoformat
 
 ID = String(min_length=1, max_length=64)
 REFERENCE = String(max_length=ledger.REFERENCE_MAX, description="Your own reference, e.g. an order number.")
@@ -76,6 +76,42 @@ REDEMPTION = schema_ref("Redemption", {
 })
 
 
+def entry_json(entry: LedgerEntry, member_id: str, currency: str | None = None) -> dict:
+    """A ledger entry as the API shows it (`txn_…`); `member_id` is the member's public id."""
+    data = {
+        "id": entry.public_id,
+        "object": "ledger_entry",
+        "kind": entry.kind,
+        "member_id": member_id,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "source": entry.source,
+        "reference": entry.reference,
+        "description": entry.description,
+        "created_at": isoformat(entry.created_at),
+    }
+    if entry.kind == "stamps":
+        data["card_id"] = entry.card.public_id if entry.card_id else None
+    elif currency:
+        data["currency"] = currency
+    return data
+
+
+def redemption_json(redemption: Redemption, member_id: str) -> dict:
+    """A reward redemption as the API shows it (`red_…`), with its ledger entry."""
+    return {
+        "id": redemption.public_id,
+        "object": "redemption",
+        "member_id": member_id,
+        "reward_id": redemption.reward.public_id,
+        "card_id": redemption.reward.card.public_id,
+        "stamps_spent": -redemption.entry.amount,
+        "balance_after": redemption.entry.balance_after,
+        "entry": entry_json(redemption.entry, member_id),
+        "created_at": isoformat(redemption.created_at),
+    }
+
+
 def card_or_404(call: ApiCall, card_id: str, param: str = "card_id"):
     """The caller's program card, or 404."""
     card = catalog.owned_card(call.partner_id, card_id)
@@ -99,7 +135,7 @@ def stamp_history(call: ApiCall, member_id):
     member = member_or_404(call, member_id)
     card = card_or_404(call, call.query["card_id"]) if "card_id" in call.query else None
     return page(ledger.history_query(member, "stamps", card), LedgerEntry, call.query,
-                serialize=lambda entry: ledger.entry_json(entry, member.public_id))
+                serialize=lambda entry: entry_json(entry, member.public_id))
 
 
 @endpoint("POST", "/members/<member_id>/stamps", scope="stamps_write", summary="Add stamps",
@@ -111,7 +147,7 @@ def add_stamps(call: ApiCall, member_id):
     member = member_or_404(call, member_id)
     card = card_or_404(call, call.body["card_id"])
     entry = ledger.add_stamps(member, card, call.body["count"], reference=call.body.get("reference"))
-    return ledger.entry_json(entry, member.public_id)
+    return entry_json(entry, member.public_id)
 
 
 @endpoint("POST", "/members/<member_id>/stamps/redeem", scope="stamps_write", summary="Redeem a reward",
@@ -127,8 +163,5 @@ def redeem_reward(call: ApiCall, member_id):
     if reward is None:
         raise not_found("reward on this card", "reward_id")
     reward.card = card
-    try:
-        redemption = ledger.redeem_reward(member, reward, reference=call.body.get("reference"))
-    except ledger.InsufficientStamps as exc:
-        raise conflict(exc.code, exc.message, "reward_id") from None
-    return ledger.redemption_json(redemption, member.public_id)
+    redemption = ledger.redeem_reward(member, reward, reference=call.body.get("reference"))
+    return redemption_json(redemption, member.public_id)

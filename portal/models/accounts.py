@@ -105,6 +105,10 @@ class ApiKey(BaseModel):
         """`test_sk_abcd…wxyz`: enough to recognise a key, never enough to use it."""
         return f"{self.prefix}{self.first4}…{self.last4}"
 
+    def is_live_at(self, now) -> bool:
+        """Neither revoked nor expired at `now`: calls made with it are accepted."""
+        return self.status_at(now) in ("active", "expiring")
+
     def status_at(self, now) -> str:
         if self.revoked_at is not None:
             return "revoked"

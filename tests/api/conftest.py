@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal import catalog
+from portal.domain import catalog
 from portal.models import Partner
 from tests.api.helpers import SignedClient, create_credentials
 

@@ -101,8 +101,8 @@ class Credentials:
 def create_credentials(app, *, scopes=ALL_SCOPES, mode: str = "test", expires_in=None,
                        business: str = "Test Shop") -> Credentials:
     """A new partner with one application and one key (runs in `app`'s context)."""
-    from portal.accounts import create_partner_account
-    from portal.applications import create_application, issue_api_key
+    from portal.domain.accounts import create_partner_account
+    from portal.domain.applications import create_application, issue_api_key
 
     with app.app_context():
         email = f"owner-{secrets.token_hex(4)}@example.com"
@@ -114,7 +114,7 @@ def create_credentials(app, *, scopes=ALL_SCOPES, mode: str = "test", expires_in
 
 def add_key(app, creds: Credentials, *, scopes=ALL_SCOPES, mode: str = "test", expires_in=None) -> Credentials:
     """Another key of the same application (returns credentials using it)."""
-    from portal.applications import issue_api_key
+    from portal.domain.applications import issue_api_key
     from portal.models import Application
 
     with app.app_context():

@@ -76,7 +76,7 @@ def test_sdk_example_runs_against_the_real_server(live_server):
 
 def test_descriptions_show_backtick_spans_as_code_and_never_raw_html():
     """Markdown `spans` in descriptions become <code>; anything else in them stays text."""
-    from portal.api_docs import inline_code
+    from portal.web.docs import inline_code
 
     assert str(inline_code("Add `count` stamps on `card_id`")) == "Add <code>count</code> stamps on <code>card_id</code>"
     assert str(inline_code("a `<b>` & <i>x</i>")) == "a <code>&lt;b&gt;</code> &amp; &lt;i&gt;x&lt;/i&gt;"

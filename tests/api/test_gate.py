@@ -166,7 +166,7 @@ def test_same_nonce_in_another_application_is_not_a_replay(app, client, api):
 
 
 def test_previous_secret_works_during_its_grace_period_and_not_after(app, api):
-    from portal.applications import regenerate_secret
+    from portal.domain.applications import regenerate_secret
     from portal.models import AppSecret
 
     with app.app_context():
@@ -265,13 +265,13 @@ def test_last_used_at_is_recorded_without_a_write_per_request(app, api):
 
 
 def test_expired_nonces_are_cleaned_up(app, api):
-    from portal.api import auth
+    from portal.api import gate
     from portal.models import Nonce
 
     api.get("/v1/key")
     with app.app_context():
         Nonce.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
-    auth._next_cleanup = 0.0  # the next request is due to clean up
+    gate._next_cleanup = 0.0  # the next request is due to clean up
     api.get("/v1/key")
     with app.app_context():
         assert Nonce.select().count() == 1  # only the latest request's nonce

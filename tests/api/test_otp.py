@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from portal.config import current_settings, use_settings
 from portal.models import Member, Otp, OtpSend, utcnow
 from tests.api.helpers import SignedClient, add_key, error_of
 
@@ -35,14 +36,14 @@ def prod_member(prod):
 
 def configure(app, **changes):
     """Change the running app's settings (e.g. smtp_url) for this test."""
-    app.extensions["loyalty_settings"] = dataclasses.replace(app.extensions["loyalty_settings"], **changes)
+    use_settings(dataclasses.replace(current_settings(), **changes))
 
 
 def test_test_mode_code_is_000000_and_nothing_is_sent(api, member, caplog):
-    with caplog.at_level(logging.INFO, logger="portal.otp"):
+    with caplog.at_level(logging.INFO, logger="portal.domain.otp"):
         sent = api.post(f"/v1/members/{member['id']}/otp", json={"channel": "email"}).get_json()
     assert sent["delivered"] is False and sent["channel"] == "email"
-    assert not [r for r in caplog.records if r.name == "portal.otp"]
+    assert not [r for r in caplog.records if r.name == "portal.domain.otp"]
     verified = api.post(f"/v1/members/{member['id']}/otp/verify", json={"code": "000000"}).get_json()
     assert verified["verified"] is True
     assert verified["member"]["verified"] is True
@@ -108,12 +109,12 @@ def test_sixth_code_within_an_hour_is_refused(app, api, member):
 
 
 def test_a_new_code_replaces_the_old_one(app, prod, prod_member, caplog):
-    with caplog.at_level(logging.INFO, logger="portal.otp"):
+    with caplog.at_level(logging.INFO, logger="portal.domain.otp"):
         prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "email"})
         with app.app_context():
             OtpSend.update(created_at=utcnow() - timedelta(minutes=1)).execute()
         prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "email"})
-    codes = re.findall(r": (\d{6})$", "\n".join(r.getMessage() for r in caplog.records if r.name == "portal.otp"),
+    codes = re.findall(r": (\d{6})$", "\n".join(r.getMessage() for r in caplog.records if r.name == "portal.domain.otp"),
                        re.M)
     assert len(codes) == 2
     if codes[0] != codes[1]:
@@ -123,10 +124,10 @@ def test_a_new_code_replaces_the_old_one(app, prod, prod_member, caplog):
 
 
 def test_production_code_goes_to_the_console_by_default(prod, prod_member, caplog):
-    with caplog.at_level(logging.INFO, logger="portal.otp"):
+    with caplog.at_level(logging.INFO, logger="portal.domain.otp"):
         sent = prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "sms"}).get_json()
     assert sent["delivered"] is True
-    line = next(r.getMessage() for r in caplog.records if r.name == "portal.otp")
+    line = next(r.getMessage() for r in caplog.records if r.name == "portal.domain.otp")
     assert "+442079460958" in line
     code = line.rsplit(": ", 1)[1]
     assert re.fullmatch(r"\d{6}", code)

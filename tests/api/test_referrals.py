@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from portal import catalog
-from portal.catalog import ProgramSettings
+from portal.domain import catalog
+from portal.domain.catalog import ProgramSettings
 from portal.models import Partner
 from tests.api.helpers import SignedClient, add_key, error_of
 from tests.api.conftest import create_member

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from portal.config import current_settings
 from portal.credentials import hash_api_key
 from portal.models import ApiKey, Application, AppSecret, Partner
 from portal.signing import signature
@@ -15,7 +16,7 @@ from tests.api.helpers import error_of
 @pytest.fixture
 def vector_app(app, signing_vectors):
     """The vectors' App ID, App Secret and keys, stored as the server stores them."""
-    from portal.applications import secret_box
+    from portal.domain.applications import secret_box
 
     case = signing_vectors["cases"][0]
     with app.app_context():
@@ -23,7 +24,7 @@ def vector_app(app, signing_vectors):
         application = Application.create(partner=partner, app_id=case["app_id"], name="Vectors")
         AppSecret.create(application=application, ciphertext=secret_box().encrypt(case["app_secret"]),
                          last4=case["app_secret"][-4:])
-        pepper = app.extensions["loyalty_settings"].key_pepper
+        pepper = current_settings().key_pepper
         for key in {c["api_key"] for c in signing_vectors["cases"]}:
             ApiKey.create(application=application, name="vector", mode=key[:4], key_hash=hash_api_key(key, pepper),
                           first4=key[8:12], last4=key[-4:], scopes="member_read member_write stamps_write "

@@ -7,7 +7,8 @@ import secrets
 
 import pytest
 
-from portal import catalog, db
+from portal import db
+from portal.domain import catalog
 from portal.models import Member, Partner
 
 

@@ -11,8 +11,10 @@ import threading
 import peewee
 import pytest
 
-from portal import catalog, db, ledger
-from portal.applications import CredentialError, create_application, issue_api_key, regenerate_secret, roll_api_key
+from portal import db
+from portal.domain import catalog, ledger
+from portal.domain import Conflict
+from portal.domain.applications import create_application, issue_api_key, regenerate_secret, roll_api_key
 from portal.models import ApiKey, AppSecret, Card, Reward, utcnow
 
 
@@ -65,7 +67,7 @@ def test_a_key_rolled_twice_gets_one_replacement(app, partner):
     key, _ = issue_api_key(application, name="Checkout", mode="test", scopes=["stamps_read"])
     results, errors = race(app, 4, lambda: roll_api_key(key, old_expires="1h"))
     assert len(results) == 1
-    assert len(errors) == 3 and all(isinstance(e, CredentialError) for e in errors)
+    assert len(errors) == 3 and all(isinstance(e, Conflict) for e in errors)
     assert "already rolled" in str(errors[0])
     assert ApiKey.select().where(ApiKey.rolled_from == key.id).count() == 1
 
@@ -74,7 +76,7 @@ def test_rolling_an_already_rolled_key_is_refused_with_a_message(partner):
     application, _ = create_application(partner, "Till")
     key, _ = issue_api_key(application, name="Checkout", mode="test", scopes=["stamps_read"])
     roll_api_key(key, old_expires="24h")
-    with pytest.raises(CredentialError, match="already rolled"):
+    with pytest.raises(Conflict, match="already rolled"):
         roll_api_key(ApiKey.get_by_id(key.id), old_expires="now")
 
 
@@ -89,7 +91,7 @@ def test_the_database_refuses_to_delete_a_card_or_reward_with_history(make_membe
     with pytest.raises(peewee.IntegrityError):
         with db.database.atomic():
             Card.delete().where(Card.id == card.id).execute()
-    with pytest.raises(catalog.CatalogError):
+    with pytest.raises(Conflict):
         catalog.delete_card(card)
     assert ledger.stamp_balances(member)[0]["balance"] == 0
     assert member.ledger.count() == 2

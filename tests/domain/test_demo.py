@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from portal import catalog
-from portal.demo import create_demo
+from portal.domain import catalog
+from portal.domain.demo import create_demo
 from portal.models import Application, Partner
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-import portal  # noqa: F401  (before tests/ joins sys.path, where tests/portal would shadow it)
+import portal  # noqa: F401  (imported before tests/ joins sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import LiveServer

@@ -78,7 +78,8 @@ def create_key(live_server, app_id: str, *scopes: str, mode: str = "test") -> st
 # so the test process's own database binding is left alone.
 _PROGRAM_SCRIPT = r"""
 import json, sys
-from portal import create_app, catalog
+from portal import create_app
+from portal.domain import catalog
 from portal.models import Application
 app = create_app()
 with app.app_context():

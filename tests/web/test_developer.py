@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from portal_helpers import count, key_row
 
-from portal.api.auth import valid_secrets
+from portal.api.gate import valid_secrets
+from portal.config import current_settings
 from portal.credentials import APP_ID_RE, APP_SECRET_RE, parse_api_key
 from portal.models import ApiKey, Application, AppSecret, AuditEvent, utcnow
 
@@ -434,7 +435,7 @@ def test_foreign_key_id_under_own_application_is_404(signed_in, org, other_org):
 
 
 def test_the_database_files_hold_no_plaintext_key_or_secret(app, signed_in, org):
-    data_dir = app.extensions["loyalty_settings"].data_dir
+    data_dir = current_settings().data_dir
     # An open reader keeps the WAL file in place (the last connection to close removes it).
     reader = sqlite3.connect(data_dir / "loyalty.db")
     reader.execute("SELECT count(*) FROM api_key").fetchone()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from portal.accounts import create_partner_account
-from portal.applications import create_application, issue_api_key
+from portal.domain.accounts import create_partner_account
+from portal.domain.applications import create_application, issue_api_key
 from portal.models import ApiKey
 
 PASSWORD = "a long enough passphrase"

@@ -14,6 +14,7 @@ import secrets
 import peewee
 
 from portal.db import database, write_transaction
+from portal.domain import Conflict, Invalid
 from portal.models import Member, utcnow
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
@@ -26,27 +27,16 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
 
 
-class MemberError(ValueError):
-    """Bad member input; `field` names the offending field, `code` the API error code."""
-
-    def __init__(self, message: str, field: str, code: str = "invalid_request"):
-        super().__init__(message)
-        self.field = field
-        self.code = code
-
-
-class MemberConflict(MemberError):
+def member_exists(field: str) -> Conflict:
     """Another member of the same partner and mode already has this email/phone/external_id."""
-
-    def __init__(self, field: str):
-        super().__init__(f"Another member already has this {field.replace('_', ' ')}.", field, "member_exists")
+    return Conflict(f"Another member already has this {field.replace('_', ' ')}.", code="member_exists", field=field)
 
 
 def normalise_email(raw: str) -> str:
-    """`  Ana@Example.COM ` → `ana@example.com`; MemberError when it is not an email."""
+    """`  Ana@Example.COM ` → `ana@example.com`; Invalid when it is not an email."""
     email = (raw or "").strip().lower()
     if not email or len(email) > EMAIL_MAX or not _EMAIL_RE.match(email):
-        raise MemberError("email must be an email address such as ana@example.com.", "email")
+        raise Invalid("email must be an email address such as ana@example.com.", field="email")
     return email
 
 
@@ -60,17 +50,17 @@ def normalise_phone(raw: str) -> str:
     if text.startswith("00"):
         text = "+" + text[2:]
     if not text.startswith("+"):
-        raise MemberError("phone must include the country code, e.g. +44 20 7946 0958.", "phone")
+        raise Invalid("phone must include the country code, e.g. +44 20 7946 0958.", field="phone")
     digits = text[1:]
     if not digits.isascii() or not digits.isdigit() or not 7 <= len(digits) <= 15 or digits[0] == "0":
-        raise MemberError("phone must be + and 7-15 digits (E.164), e.g. +442079460958.", "phone")
+        raise Invalid("phone must be + and 7-15 digits (E.164), e.g. +442079460958.", field="phone")
     return "+" + digits
 
 
 def _clean_name(raw) -> str:
     name = " ".join((raw or "").split())
     if len(name) > NAME_MAX:
-        raise MemberError(f"name must be at most {NAME_MAX} characters.", "name")
+        raise Invalid(f"name must be at most {NAME_MAX} characters.", field="name")
     return name
 
 
@@ -79,9 +69,9 @@ def _clean_external_id(raw) -> str | None:
         return None
     external_id = raw.strip()
     if not external_id:
-        raise MemberError("external_id must not be blank (send null to clear it).", "external_id")
+        raise Invalid("external_id must not be blank (send null to clear it).", field="external_id")
     if len(external_id) > EXTERNAL_ID_MAX:
-        raise MemberError(f"external_id must be at most {EXTERNAL_ID_MAX} characters.", "external_id")
+        raise Invalid(f"external_id must be at most {EXTERNAL_ID_MAX} characters.", field="external_id")
     return external_id
 
 
@@ -137,7 +127,7 @@ def _check_unique(partner_id: int, mode: str, values: dict, exclude_id: int | No
         if exclude_id is not None:
             query = query.where(Member.id != exclude_id)
         if query.exists():
-            raise MemberConflict(field)
+            raise member_exists(field)
 
 
 def _clean(fields: dict) -> dict:
@@ -159,7 +149,7 @@ def create_member(partner_id: int, mode: str, fields: dict) -> Member:
     and phone) with a fresh unique referral code."""
     values = _clean(fields)
     if not values.get("email") and not values.get("phone"):
-        raise MemberError("Give at least one of email and phone.", "email")
+        raise Invalid("Give at least one of email and phone.", field="email")
     for _ in range(5):
         try:
             with write_transaction():
@@ -171,7 +161,7 @@ def create_member(partner_id: int, mode: str, fields: dict) -> Member:
             # Either a concurrent insert took the email/phone/external id (the check above
             # now names it) or the referral code collided (try another).
             _check_unique(partner_id, mode, values)
-    raise MemberError("Could not allocate a referral code; retry.", "referral_code", "conflict")
+    raise Conflict("Could not allocate a referral code; retry.", field="referral_code")
 
 
 def update_member(member: Member, fields: dict) -> Member:
@@ -181,7 +171,7 @@ def update_member(member: Member, fields: dict) -> Member:
     email = values.get("email", member.email) if "email" in values else member.email
     phone = values.get("phone", member.phone) if "phone" in values else member.phone
     if not email and not phone:
-        raise MemberError("A member keeps at least one of email and phone.", "email" if "email" in values else "phone")
+        raise Invalid("A member keeps at least one of email and phone.", field="email" if "email" in values else "phone")
     if not values:
         return member
     values["updated_at"] = utcnow()

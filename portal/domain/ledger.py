@@ -24,31 +24,14 @@ from __future__ import annotations
 import peewee
 
 from portal.db import database, write_transaction
-from portal.models import Card, LedgerEntry, Member, Redemption, Reward, StampBalance, isoformat
+from portal.domain import Conflict, Invalid, NotFound
+from portal.models import Card, LedgerEntry, Member, Redemption, Reward, StampBalance
 
 STAMPS_PER_CALL_MAX = 1000
 CASHBACK_AMOUNT_MAX = 100_000_000_00  # minor units per movement; keeps sums far from int64
 REFERENCE_MAX = 128
 DESCRIPTION_MAX = 240
 SOURCES = ("earn", "redeem", "claim", "referral")
-
-
-class LedgerError(Exception):
-    """A ledger movement refused by a business rule; `code` is the API's error code."""
-
-    code = "ledger_error"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class InsufficientStamps(LedgerError):
-    code = "insufficient_stamps"
-
-
-class InsufficientBalance(LedgerError):
-    code = "insufficient_balance"
 
 
 # --- stamps ----------------------------------------------------------------------------------
@@ -65,7 +48,7 @@ def add_stamps(member: Member, card: Card, count: int, *, reference: str | None 
 def redeem_reward(member: Member, reward: Reward, *, reference: str | None = None) -> Redemption:
     """Spend the reward's `stamps_cost` stamps of its card, exactly once.
 
-    Raises InsufficientStamps (and writes nothing) when the member has too few.
+    Raises Conflict `insufficient_stamps` (and writes nothing) when the member has too few.
     """
     card = reward.card
     check_same_partner(member, card)
@@ -122,7 +105,8 @@ def _debit_stamps(member, card, count: int, *, source: str, reference=None, desc
         .execute()
     )
     if not rows:
-        raise InsufficientStamps(f"The member has fewer than {count} stamps on this card.")
+        raise Conflict(f"The member has fewer than {count} stamps on this card.", code="insufficient_stamps",
+                       field="reward_id")
     return _entry(member, "stamps", -count, rows[0][0], card=card, source=source, reference=reference,
                   description=description)
 
@@ -139,7 +123,8 @@ def credit_cashback(member: Member, amount: int, *, reference: str | None = None
 
 def redeem_cashback(member: Member, amount: int, *, reference: str | None = None,
                     description: str | None = None) -> LedgerEntry:
-    """Debit `amount` minor units; raises InsufficientBalance (writing nothing) when short."""
+    """Debit `amount` minor units; raises Conflict `insufficient_balance` (writing nothing)
+    when the balance is short."""
     check_cashback_amount(amount)
     with write_transaction():
         rows = list(
@@ -150,7 +135,8 @@ def redeem_cashback(member: Member, amount: int, *, reference: str | None = None
             .execute()
         )
         if not rows:
-            raise InsufficientBalance(f"The member's cashback balance is below {amount}.")
+            raise Conflict(f"The member's cashback balance is below {amount}.", code="insufficient_balance",
+                           field="amount")
         return _entry(member, "cashback", -amount, rows[0][0], source="redeem", reference=reference,
                       description=description)
 
@@ -195,58 +181,23 @@ def history_query(member: Member, kind: str, card: Card | None = None):
     return query.order_by(LedgerEntry.id.desc())
 
 
-def entry_json(entry: LedgerEntry, member_id: str, currency: str | None = None) -> dict:
-    """A ledger entry as the API shows it (`txn_…`); `member_id` is the member's public id."""
-    data = {
-        "id": entry.public_id,
-        "object": "ledger_entry",
-        "kind": entry.kind,
-        "member_id": member_id,
-        "amount": entry.amount,
-        "balance_after": entry.balance_after,
-        "source": entry.source,
-        "reference": entry.reference,
-        "description": entry.description,
-        "created_at": isoformat(entry.created_at),
-    }
-    if entry.kind == "stamps":
-        data["card_id"] = entry.card.public_id if entry.card_id else None
-    elif currency:
-        data["currency"] = currency
-    return data
-
-
-def redemption_json(redemption: Redemption, member_id: str) -> dict:
-    """A reward redemption as the API shows it (`red_…`), with its ledger entry."""
-    return {
-        "id": redemption.public_id,
-        "object": "redemption",
-        "member_id": member_id,
-        "reward_id": redemption.reward.public_id,
-        "card_id": redemption.reward.card.public_id,
-        "stamps_spent": -redemption.entry.amount,
-        "balance_after": redemption.entry.balance_after,
-        "entry": entry_json(redemption.entry, member_id),
-        "created_at": isoformat(redemption.created_at),
-    }
-
-
 # --- checks ----------------------------------------------------------------------------------
 
 def check_same_partner(member: Member, card: Card) -> None:
-    """ValueError unless the card belongs to the member's partner (callers look both up
+    """NotFound unless the card belongs to the member's partner (callers look both up
     scoped to one partner; this keeps a slip from crossing partners)."""
     if card.partner_id != member.partner_id:
-        raise ValueError("the card belongs to another partner's program")
+        raise NotFound("No such card.", field="card_id")
 
 
 def check_stamp_count(count) -> None:
-    """ValueError unless `count` is a whole number of stamps from 1 to STAMPS_PER_CALL_MAX."""
+    """Invalid unless `count` is a whole number of stamps from 1 to STAMPS_PER_CALL_MAX."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= STAMPS_PER_CALL_MAX:
-        raise ValueError(f"count must be a whole number from 1 to {STAMPS_PER_CALL_MAX}")
+        raise Invalid(f"count must be a whole number from 1 to {STAMPS_PER_CALL_MAX}.", field="count")
 
 
 def check_cashback_amount(amount) -> None:
-    """ValueError unless `amount` is whole minor units from 1 to CASHBACK_AMOUNT_MAX."""
+    """Invalid unless `amount` is whole minor units from 1 to CASHBACK_AMOUNT_MAX."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= CASHBACK_AMOUNT_MAX:
-        raise ValueError(f"amount must be a whole number of minor units from 1 to {CASHBACK_AMOUNT_MAX}")
+        raise Invalid(f"amount must be a whole number of minor units from 1 to {CASHBACK_AMOUNT_MAX}.",
+                      field="amount")

@@ -1,10 +1,12 @@
-"""Portal web plumbing shared by every portal blueprint.
+"""The portal: web plumbing shared by every portal blueprint, and the blueprints.
 
-Log-in sessions (flask-login), CSRF protection for every state-changing request, htmx
-awareness (a partial or a full page from the same templates, flash messages out of band),
-HTML error pages without stack traces, and the security headers every page carries.
-The /v1 API has its own authentication and error format; this module stays out of its way
-except for answering unknown /v1 URLs in JSON rather than HTML.
+One module per sidebar area: `auth` (sign-up, log-in), `home`, `developer` (applications,
+secrets, keys), `program` (cards, rewards, referral rule), `docs` (the guide and the API
+reference). This module holds what they share: log-in sessions (flask-login), CSRF
+protection for every state-changing request, htmx awareness (a partial or a full page
+from the same templates, flash messages out of band), every HTML error page (without
+stack traces), and the security headers every page carries. The /v1 API has its own
+authentication and owns its JSON errors (portal.api); this module stays out of its way.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from flask_login import LoginManager, current_user
 from htmx_flask import Htmx
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+
+from portal.db import UNAVAILABLE_ERRORS, database, release_connection
+from portal.domain import DomainError, audit
+from portal.logs import first_line, where_raised
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +83,13 @@ ERROR_TEXT = {
     401: ("Log in required", "Log in to continue."),
     403: ("Not allowed", "You are not allowed to do that."),
     404: ("Page not found", "There is nothing here. The link may be mistyped or out of date."),
+    409: ("Cannot be done", "This cannot be done in the current state. Reload the page to see it."),
     405: ("Method not allowed", "This address does not accept that kind of request. Use the buttons on the page instead."),
     413: ("Too much data", "The form sent more data than this site accepts. Shorten what you entered and try again."),
     422: ("Check the form", "Some fields need attention."),
     429: ("Slow down", "Too many requests. Wait a moment and try again."),
     500: ("Something went wrong", "An unexpected error happened on our side. It has been logged; please try again."),
+    502: ("Could not be delivered", "A service this depends on did not answer. Please try again in a moment."),
     503: ("Temporarily unavailable", "The service cannot reach its database right now. Please try again in a moment."),
 }
 
@@ -113,14 +121,6 @@ def flashes_oob() -> str:
 def render_partial(template: str, **context) -> str:
     """A partial for an htmx swap, followed by the flash messages out of band."""
     return render_template(template, **context) + flashes_oob()
-
-
-def render_page_or_partial(page: str, partial: str, **context) -> str:
-    """The full page normally; only `partial` (plus messages) for htmx. The page template
-    includes the partial, so the two can never drift."""
-    if is_htmx():
-        return render_partial(partial, **context)
-    return render_template(page, **context)
 
 
 def no_store(response: Response) -> Response:
@@ -205,24 +205,10 @@ class CsrfFailure(HTTPException):
 # -- responses for errors ---------------------------------------------------------------
 
 
-def _api_error(code: int) -> Response:
-    """Unknown /v1 URLs and the like: JSON in the API's error shape, never HTML."""
-    kinds = {401: "authentication_error", 403: "permission_error", 404: "not_found", 429: "rate_limit_error"}
-    kind = kinds.get(code, "api_error" if code >= 500 else "invalid_request_error")
-    names = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 500: "internal_error",
-             503: "service_unavailable"}
-    body = {"error": {"type": kind, "code": names.get(code, "invalid_request"), "message": ERROR_TEXT.get(code, ("", "Error"))[1],
-                      "request_id": getattr(g, "request_id", None) or "req_" + secrets.token_hex(12)}}
-    response = jsonify(body)
-    response.status_code = code
-    return response
-
-
-def error_response(code: int, message: str | None = None) -> Response:
+def error_response(code: int, message: str | None = None, *, standalone: bool = False) -> Response:
     """An error as the client wants it: an out-of-band message for htmx, a full HTML page
-    otherwise. Never a stack trace."""
-    if not _is_portal_request():
-        return _api_error(code)
+    otherwise. Never a stack trace. A `standalone` page does not look the user up (the
+    database may be what failed)."""
     title, default_message = ERROR_TEXT.get(code, ("Error", "Something went wrong."))
     message = message or default_message
     if is_htmx():
@@ -232,34 +218,33 @@ def error_response(code: int, message: str | None = None) -> Response:
         response.headers["HX-Reswap"] = "none"
         return response
     try:
-        html = render_template("errors/error.html", code=code, title=title, message=message)
-    except Exception:  # the error page itself failed (e.g. no database): plain text, still no trace
-        log.exception("error page could not be rendered")
+        html = render_template("errors/error.html", code=code, title=title, message=message,
+                               standalone=standalone)
+    except Exception as exc:  # the error page itself failed (e.g. no database): plain text, still no trace
+        log.error("error page could not be rendered: %s", where_raised(exc))
         html = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{message}</p>"
     return make_response(html, code)
 
 
-def _portal_page_for(db_handler):
-    """Wrap portal.db's 503 handler so portal pages keep the portal's look."""
+# The page status of each kind of domain refusal (portal.domain.DomainError.kind).
+DOMAIN_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409, "rate_limited": 429, "unavailable": 502}
 
-    def database_unavailable(exc):
-        response = make_response(db_handler(exc))
-        if not _is_portal_request() or request.path == "/healthz" or response.mimetype != "text/html":
-            return response
-        title, message = ERROR_TEXT[503]
-        try:
-            if is_htmx():
-                html = render_template("_flashes.html", oob=True, messages=[("error", message)])
-                response.headers["HX-Reswap"] = "none"
-            else:
-                html = render_template("errors/error.html", standalone=True, code=503, title=title, message=message)
-        except Exception:  # keep portal.db's own page if ours cannot be rendered
-            log.exception("503 page could not be rendered")
-            return response
-        response.set_data(html)
-        return response
 
-    return database_unavailable
+def _database_unavailable(exc):
+    """503 while the database does not answer: the portal's own page, rendered without
+    touching the database again. The driver's message (which may name hosts or SQL) goes
+    to the log only."""
+    log.warning("database unavailable (%s %s): %s", request.method, request.path, first_line(exc))
+    release_connection()
+    response = error_response(503, standalone=True)
+    response.headers["Retry-After"] = "1"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def form_errors(exc: DomainError, default_field: str) -> dict[str, str]:
+    """A domain refusal as a form's field messages: {field: message}."""
+    return {exc.field or default_field: exc.message}
 
 
 def unauthorized_response() -> Response:
@@ -287,11 +272,32 @@ def _load_user(user_id: str):
 
 
 def init_app(app) -> None:
-    """Install sessions, CSRF checks, error pages, security headers and template helpers."""
+    """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
+    headers and template helpers."""
+    from portal.web import auth, developer, docs, home, program
+
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
     login_manager.user_loader(_load_user)
     login_manager.unauthorized_handler(unauthorized_response)
+
+    @app.before_request
+    def _connect():
+        # A portal page needs the database (the user, the partner's data): connect up front,
+        # so a database that is away answers the portal's 503 page, not half a page.
+        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz"):
+            database.connect(reuse_if_open=True)
+
+    @app.before_request
+    def _note_origin():
+        # Audit records name the address a portal action came from (after ProxyFix).
+        g.audit_origin = audit.acting_from(request.remote_addr or "")
+
+    @app.teardown_request
+    def _forget_origin(exc):
+        token = g.pop("audit_origin", None)
+        if token is not None:
+            audit.acting_from_reset(token)
 
     @app.before_request
     def _protect_state_changes():
@@ -326,6 +332,9 @@ def init_app(app) -> None:
                 headers["Cache-Control"] = "no-store"
         return response
 
+    for blueprint in (auth.bp, home.bp, developer.bp, program.bp, docs.bp):
+        app.register_blueprint(blueprint)
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if exc.code is None or exc.code < 400:
@@ -334,18 +343,19 @@ def init_app(app) -> None:
             return error_response(400, CSRF_FAILURE_MESSAGE)
         return error_response(exc.code)
 
-    # A database that does not answer is portal.db's to report (logging, giving the
-    # connection back, Retry-After; the API's JSON under /v1). Portal pages then get the
-    # portal's own 503 page, rendered without touching the database again.
-    for error_class, db_handler in list(app.error_handler_spec[None][None].items()):
-        if issubclass(error_class, Exception) and getattr(db_handler, "__module__", "") == "portal.db":
-            app.register_error_handler(error_class, _portal_page_for(db_handler))
+    @app.errorhandler(DomainError)
+    def _refused(exc: DomainError):
+        """A rule refused what a view did not turn into a form message itself."""
+        return error_response(DOMAIN_STATUS[exc.kind], exc.message)
+
+    for error_class in UNAVAILABLE_ERRORS:
+        app.register_error_handler(error_class, _database_unavailable)
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
         if isinstance(exc, HTTPException):
             return _http_error(exc)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.error("unhandled error on %s %s: %s", request.method, request.path, where_raised(exc))
         return error_response(500)
 
     @app.context_processor

@@ -1,6 +1,6 @@
-"""The Developer area: applications, App Secrets and API keys; plus the home page and docs.
+"""The Developer area: applications, App Secrets and API keys.
 
-Every change goes through portal.applications; views parse the form, call one domain
+Every change goes through portal.domain.applications; views parse the form, call one domain
 function and render. A show-once secret or key is rendered in the POST's own response
 (the partial for htmx, the full page without JavaScript) with `Cache-Control: no-store`,
 never put into flash() or the session.
@@ -21,14 +21,17 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from portal.applications import (
+from portal.domain import Conflict, DomainError, Invalid
+from portal.domain.applications import (
     DEFAULT_SECRET_GRACE,
     GRACE_LABELS,
     KEY_EXPIRY_CHOICES,
     KEY_EXPIRY_LABELS,
-    CredentialError,
+    applications_of,
     create_application,
     issue_api_key,
+    keys_of,
+    live_key_counts,
     owned_api_key,
     owned_application,
     regenerate_secret,
@@ -38,7 +41,7 @@ from portal.applications import (
 )
 from portal.models import ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
-from portal.web import is_htmx, no_store, render_partial, see_other
+from portal.web import form_errors, is_htmx, no_store, render_partial, see_other
 
 bp = Blueprint("developer", __name__)
 
@@ -93,10 +96,6 @@ def owned_key_or_404(application: Application, key_id) -> ApiKey:
     return key
 
 
-def app_keys(application: Application) -> list[ApiKey]:
-    return list(ApiKey.select().where(ApiKey.application == application).order_by(ApiKey.id.desc()))
-
-
 # -- rendering --------------------------------------------------------------------------
 
 
@@ -104,7 +103,7 @@ def _page_context(application: Application, **extra) -> dict:
     context = {
         "application": application,
         "secret": secret_state(application),
-        "keys": app_keys(application),
+        "keys": keys_of(application),
         "now": utcnow(),
         "key_form": None,
         "new_key": None,
@@ -145,46 +144,24 @@ def render_keys_section(application: Application, status: int = 200, **extra):
     return make_response(render_template("developer/application.html", **context), status)
 
 
+def render_key_row(application: Application, key: ApiKey, rolling: bool = False):
+    """One key's row (with its roll form when `rolling`), for an htmx swap."""
+    return render_partial("developer/_key_row.html", key=key, application=application, now=utcnow(),
+                          rolling_key_id=key.id if rolling else None, grace_labels=GRACE_LABELS,
+                          default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None)
+
+
+def render_applications(*, show_form: bool = False, name: str = "", error: str | None = None, status: int = 200):
+    """The applications page (with the "New application" form open when `show_form`)."""
+    partner = current_user.partner_id
+    return render_template("developer/applications.html", applications=applications_of(partner),
+                           key_counts=live_key_counts(partner), show_form=show_form, form_name=name,
+                           form_error=error), status
+
+
 def shown_once(response):
     """A response that carries a plaintext secret or key."""
     return no_store(response)
-
-
-# -- home and docs ----------------------------------------------------------------------
-
-
-@bp.get("/")
-@login_required
-def home():
-    """The signed-in partner's overview: applications, keys, and what to do next."""
-    partner = current_user.partner
-    applications = list(Application.select().where(Application.partner == partner).order_by(Application.id.desc()))
-    now = utcnow()
-    keys = list(
-        ApiKey.select().join(Application).where(Application.partner == partner).order_by(ApiKey.id.desc())
-    )
-    live = [k for k in keys if k.status_at(now) in ("active", "expiring")]
-    used = [k for k in keys if k.last_used_at is not None]
-    stats = {
-        "applications": len(applications),
-        "test_keys": sum(1 for k in live if k.mode == "test"),
-        "prod_keys": sum(1 for k in live if k.mode == "prod"),
-        "last_used": max((k.last_used_at for k in used), default=None),
-    }
-    steps = [
-        ("Create an application", bool(applications)),
-        ("Create a test API key", any(k.mode == "test" for k in keys)),
-        ("Make a first signed call", bool(used)),
-    ]
-    return render_template("developer/home.html", partner=partner, applications=applications[:5],
-                           stats=stats, steps=steps)
-
-
-@bp.get("/docs")
-@login_required
-def docs():
-    """Our own guide to credentials, modes, scopes and key rotation."""
-    return render_template("docs/credentials.html", scope_groups=scope_groups())
 
 
 # -- applications -----------------------------------------------------------------------
@@ -194,16 +171,7 @@ def docs():
 @login_required
 def applications():
     """The partner's applications, newest first."""
-    apps = list(
-        Application.select().where(Application.partner == current_user.partner_id).order_by(Application.id.desc())
-    )
-    now = utcnow()
-    counts = {}
-    for key in ApiKey.select().join(Application).where(Application.partner == current_user.partner_id):
-        if key.status_at(now) in ("active", "expiring"):
-            counts[key.application_id] = counts.get(key.application_id, 0) + 1
-    return render_template("developer/applications.html", applications=apps, key_counts=counts,
-                           show_form=False, form_name="", form_error=None)
+    return render_applications()
 
 
 @bp.get("/developer/apps/new")
@@ -212,15 +180,7 @@ def new_application():
     """The "New application" form: inline for htmx, as a page without JavaScript."""
     if is_htmx():
         return render_partial("developer/_new_app_form.html", show_form=True, form_name="", form_error=None)
-    return applications_page_with_form("", None, 200)
-
-
-def applications_page_with_form(name: str, error: str | None, status: int):
-    apps = list(
-        Application.select().where(Application.partner == current_user.partner_id).order_by(Application.id.desc())
-    )
-    return render_template("developer/applications.html", applications=apps, key_counts={},
-                           show_form=True, form_name=name, form_error=error), status
+    return render_applications(show_form=True)
 
 
 @bp.post("/developer/apps")
@@ -230,13 +190,13 @@ def create_app():
     name = request.form.get("name", "")
     try:
         if len(name) > NAME_FIELD_LIMIT:
-            raise CredentialError("The application name is too long (at most 80 characters).", "name")
+            raise Invalid("The application name is too long (at most 80 characters).", field="name")
         application, plaintext = create_application(current_user.partner, name, by=current_user._get_current_object())
-    except CredentialError as exc:
+    except DomainError as exc:
         if is_htmx():
             return render_partial("developer/_new_app_form.html", show_form=True,
-                                  form_name=name[:NAME_FIELD_LIMIT], form_error=str(exc))
-        return applications_page_with_form(name[:NAME_FIELD_LIMIT], str(exc), 422)
+                                  form_name=name[:NAME_FIELD_LIMIT], form_error=exc.message)
+        return render_applications(show_form=True, name=name[:NAME_FIELD_LIMIT], error=exc.message, status=422)
     flash(f"Application “{application.name}” created.", "success")
     context = _page_context(application, new_secret=plaintext)
     if is_htmx():
@@ -266,8 +226,8 @@ def regenerate_app_secret(app_id):
     grace = request.form.get("grace", DEFAULT_SECRET_GRACE)
     try:
         plaintext = regenerate_secret(application, grace=grace, by=current_user._get_current_object())
-    except CredentialError as exc:
-        flash(str(exc), "error")
+    except DomainError as exc:
+        flash(exc.message, "error")
         if is_htmx():
             return render_partial("developer/_secret.html", **_page_context(application))
         return render_application(application, 422)
@@ -316,8 +276,8 @@ def create_key(app_id):
         try:
             key, plaintext = issue_api_key(application, name=form.name, mode=form.mode, scopes=form.scopes,
                                            expires_in=expires_in, by=current_user._get_current_object())
-        except CredentialError as exc:
-            form.errors[exc.field or "name"] = str(exc)
+        except DomainError as exc:
+            form.errors.update(form_errors(exc, "name"))
     if form.errors:
         form.name = form.name[:NAME_FIELD_LIMIT]
         form.scopes = [s for s in form.scopes if s in SCOPES]
@@ -333,9 +293,7 @@ def key_row(app_id, key_id):
     application = owned_app_or_404(app_id)
     key = owned_key_or_404(application, key_id)
     if is_htmx():
-        return render_partial("developer/_key_row.html", key=key, application=application, now=utcnow(),
-                              rolling_key_id=None, grace_labels=GRACE_LABELS,
-                              default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None)
+        return render_key_row(application, key)
     return see_other(url_for("developer.application", app_id=app_id) + f"#key-{key.id}")
 
 
@@ -346,9 +304,7 @@ def roll_form(app_id, key_id):
     application = owned_app_or_404(app_id)
     key = owned_key_or_404(application, key_id)
     if is_htmx():
-        return render_partial("developer/_key_row.html", key=key, application=application, now=utcnow(),
-                              rolling_key_id=key.id, grace_labels=GRACE_LABELS,
-                              default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None)
+        return render_key_row(application, key, rolling=True)
     return render_application(application, rolling_key_id=key.id)
 
 
@@ -362,11 +318,11 @@ def roll_key(app_id, key_id):
     old_expires = request.form.get("old_expires", "")
     try:
         new, plaintext = roll_api_key(key, old_expires=old_expires, by=current_user._get_current_object())
-    except CredentialError as exc:
-        if exc.field == "old_expires":
-            return render_keys_section(application, 422, rolling_key_id=key.id, roll_error=str(exc))
-        flash(str(exc), "error")
+    except Conflict as exc:
+        flash(exc.message, "error")
         return render_keys_section(application, 409)
+    except DomainError as exc:
+        return render_keys_section(application, 422, rolling_key_id=key.id, roll_error=exc.message)
     when = "now" if old_expires == "now" else f"in {GRACE_LABELS[old_expires]}"
     flash(f"Key “{new.name}” rolled. Copy the new key now; the old key expires {when}.", "success")
     return shown_once(render_keys_section(application, new_key=NewKey(new, plaintext, rolled=True)))
@@ -382,9 +338,6 @@ def revoke_key(app_id, key_id):
         flash(f"Key “{key.name}” ({key.masked}) revoked. Calls made with it are refused from now on.", "success")
     else:
         flash(f"Key “{key.name}” was already revoked; nothing changed.", "info")
-    key = ApiKey.get_by_id(key.id)
     if is_htmx():
-        return render_partial("developer/_key_row.html", key=key, application=application, now=utcnow(),
-                              rolling_key_id=None, grace_labels=GRACE_LABELS,
-                              default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None)
+        return render_key_row(application, ApiKey.get_by_id(key.id))
     return see_other(url_for("developer.application", app_id=app_id) + f"#key-{key.id}")

@@ -55,7 +55,7 @@ def test_migrate_twice_is_safe(cli):
 
 def test_create_user_makes_an_account_that_can_log_in(cli, owner, tmp_path):
     from portal import create_app
-    from portal.accounts import authenticate
+    from portal.domain.accounts import authenticate
 
     app = create_app({"DATA_DIR": str(tmp_path)})
     with app.test_request_context():

@@ -3,33 +3,22 @@
 A claim goes `pending → approved | rejected`, and only from `pending`. The decision is a
 conditional UPDATE (`… WHERE status = 'pending'`) in the same write transaction as the
 ledger entry an approval makes, so however many approvals race, exactly one changes the
-row and credits the ledger; the others get ClaimNotPending and write nothing.
+row and credits the ledger; the others get a Conflict `claim_not_pending` and write nothing.
 """
 
 from __future__ import annotations
 
-from portal import ledger
-from portal.db import write_transaction
 import peewee
 
-from portal.models import Card, Claim, LedgerEntry, Member, isoformat, utcnow
+from portal.db import write_transaction
+from portal.domain import Conflict, Invalid, ledger
+from portal.models import Card, Claim, LedgerEntry, Member, utcnow
 
 CLAIM_KINDS = ("stamps", "cashback")
 CLAIM_STATUSES = ("pending", "approved", "rejected")
 REFERENCE_MAX = 128
 NOTE_MAX = 500
 REASON_MAX = 500
-
-
-class ClaimNotPending(Exception):
-    """The claim was already approved or rejected."""
-
-    code = "claim_not_pending"
-
-    def __init__(self, status: str):
-        super().__init__(f"This claim is already {status}; only a pending claim can be decided.")
-        self.status = status
-        self.message = str(self)
 
 
 def create_claim(member: Member, kind: str, *, card: Card | None = None, count: int | None = None,
@@ -41,15 +30,15 @@ def create_claim(member: Member, kind: str, *, card: Card | None = None, count: 
     """
     if kind == "stamps":
         if card is None or count is None or amount is not None:
-            raise ValueError("a stamps claim has card_id and count, and no amount")
+            raise Invalid("A stamps claim has card_id and count, and no amount.", field="kind")
         ledger.check_stamp_count(count)
         ledger.check_same_partner(member, card)
     elif kind == "cashback":
         if amount is None or card is not None or count is not None:
-            raise ValueError("a cashback claim has amount, and no card_id or count")
+            raise Invalid("A cashback claim has amount, and no card_id or count.", field="kind")
         ledger.check_cashback_amount(amount)
     else:
-        raise ValueError(f"kind must be one of {', '.join(CLAIM_KINDS)}")
+        raise Invalid(f"kind must be one of {', '.join(CLAIM_KINDS)}.", field="kind")
     claim = Claim.create(
         partner=member.partner_id, mode=member.mode, member=member, kind=kind, card=card,
         count=count, amount=amount, reference=reference or None, note=note or None,
@@ -60,7 +49,7 @@ def create_claim(member: Member, kind: str, *, card: Card | None = None, count: 
 def approve_claim(claim: Claim) -> Claim:
     """Approve a pending claim and credit its stamps or cashback, exactly once.
 
-    Raises ClaimNotPending (writing nothing) when it was already decided.
+    Raises Conflict `claim_not_pending` (writing nothing) when it was already decided.
     """
     with write_transaction():
         _decide(claim, "approved", reason=None)
@@ -77,7 +66,7 @@ def approve_claim(claim: Claim) -> Claim:
 
 
 def reject_claim(claim: Claim, reason: str | None = None) -> Claim:
-    """Reject a pending claim with an optional reason; raises ClaimNotPending otherwise."""
+    """Reject a pending claim with an optional reason; Conflict `claim_not_pending` otherwise."""
     with write_transaction():
         _decide(claim, "rejected", reason=reason or None)
     return _with_relations(Claim.select()).where(Claim.id == claim.id).get()
@@ -91,7 +80,8 @@ def _decide(claim: Claim, status: str, *, reason: str | None) -> None:
     )
     if not changed:
         current = Claim.select(Claim.status).where(Claim.id == claim.id).scalar() or "gone"
-        raise ClaimNotPending(current)
+        raise Conflict(f"This claim is already {current}; only a pending claim can be decided.",
+                       code="claim_not_pending")
 
 
 def owned_claim(partner, mode: str, public_id: str) -> Claim | None:
@@ -111,30 +101,10 @@ def claims_query(partner, mode: str, *, status: str | None = None, member: Membe
 
 
 def _with_relations(query):
-    """Join what claim_json shows, so a list of claims is one query."""
+    """Join what the API shows of a claim (portal.api.claims), so a list of claims is one query."""
     return (
         query.select_extend(Member.id, Member.public_id, Card.id, Card.public_id, LedgerEntry.id, LedgerEntry.public_id)
         .join(Member).switch(Claim)
         .join(Card, peewee.JOIN.LEFT_OUTER).switch(Claim)
         .join(LedgerEntry, peewee.JOIN.LEFT_OUTER, on=(Claim.entry == LedgerEntry.id))
     )
-
-
-def claim_json(claim: Claim) -> dict:
-    """A claim as the API shows it (`clm_…`); `claim` comes from a query of this module."""
-    return {
-        "id": claim.public_id,
-        "object": "claim",
-        "member_id": claim.member.public_id,
-        "kind": claim.kind,
-        "card_id": claim.card.public_id if claim.card_id else None,
-        "count": claim.count,
-        "amount": claim.amount,
-        "reference": claim.reference,
-        "note": claim.note,
-        "status": claim.status,
-        "reason": claim.reason,
-        "entry_id": claim.entry.public_id if claim.entry_id else None,
-        "created_at": isoformat(claim.created_at),
-        "decided_at": isoformat(claim.decided_at),
-    }

@@ -33,9 +33,10 @@ import requests
 
 from portal.config import current_settings
 from portal.db import database, is_postgres, write_transaction
+from portal.domain import Invalid, RateLimited, Unavailable
 from portal.models import Member, Otp, OtpSend, utcnow
 
-log = logging.getLogger("portal.otp")
+log = logging.getLogger("portal.domain.otp")
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -43,19 +44,6 @@ COOLDOWN = timedelta(seconds=30)
 HOURLY_LIMIT = 5
 TEST_MODE_CODE = "000000"
 CHANNELS = ("email", "sms")
-
-
-class OtpError(Exception):
-    """An OTP request or check that cannot succeed: `status`, `code`, `field`, and for rate
-    limits `retry_after` seconds."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 retry_after: int | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.field = field
-        self.retry_after = retry_after
 
 
 # -- senders ------------------------------------------------------------------------------
@@ -153,11 +141,11 @@ class SentOtp:
 def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -> SentOtp:
     """Issue a new code for `member` (replacing any live one) and deliver it over `channel`."""
     if channel not in CHANNELS:
-        raise OtpError(400, "invalid_request", "channel must be email or sms.", "channel")
+        raise Invalid("channel must be email or sms.", field="channel")
     if channel == "email" and not member.email:
-        raise OtpError(400, "invalid_request", "This member has no email; use channel sms.", "channel")
+        raise Invalid("This member has no email; use channel sms.", field="channel")
     if channel == "sms" and not member.phone:
-        raise OtpError(400, "invalid_request", "This member has no phone; use channel email.", "channel")
+        raise Invalid("This member has no phone; use channel email.", field="channel")
     if member.mode == "prod" and database.in_transaction():
         # Delivery waits up to 10 s on a mail server or SMS gateway: never with a
         # transaction open, which would hold SQLite's write lock (every API call writes
@@ -175,12 +163,12 @@ def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -
         )
         if recent and recent[0][0] > now - COOLDOWN:
             wait = int((recent[0][0] + COOLDOWN - now).total_seconds()) + 1
-            raise OtpError(429, "otp_cooldown", f"A code was sent less than 30 s ago; retry in {wait} s.",
-                           retry_after=wait)
+            raise RateLimited(f"A code was sent less than 30 s ago; retry in {wait} s.", code="otp_cooldown",
+                              retry_after=wait)
         if len(recent) >= HOURLY_LIMIT:
             wait = int((recent[-1][0] + timedelta(hours=1) - now).total_seconds()) + 1
-            raise OtpError(429, "otp_rate_limited", f"At most {HOURLY_LIMIT} codes an hour; retry in {wait} s.",
-                           retry_after=wait)
+            raise RateLimited(f"At most {HOURLY_LIMIT} codes an hour; retry in {wait} s.", code="otp_rate_limited",
+                              retry_after=wait)
         send = OtpSend.create(member=member, created_at=now)
         OtpSend.delete().where((OtpSend.member == member) & (OtpSend.created_at < now - timedelta(hours=2))).execute()
         Otp.delete().where(Otp.member == member).execute()
@@ -196,8 +184,8 @@ def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -
             with write_transaction():
                 Otp.delete().where(Otp.id == otp.id).execute()
                 OtpSend.delete().where(OtpSend.id == send.id).execute()
-            raise OtpError(502, "otp_delivery_failed",
-                           f"The code could not be delivered by {channel}; retry shortly.") from None
+            raise Unavailable(f"The code could not be delivered by {channel}; retry shortly.",
+                              code="otp_delivery_failed") from None
         delivered = True
     return SentOtp(member.public_id, channel, otp.expires_at, delivered)
 
@@ -211,12 +199,12 @@ def verify_otp(member: Member, code: str) -> Member:
         _lock_member(member)
         otp = Otp.get_or_none(Otp.member == member)
         if otp is None:
-            outcome = OtpError(400, "otp_not_found", "No code is pending for this member; request one first.", "code")
+            outcome = Invalid("No code is pending for this member; request one first.", code="otp_not_found", field="code")
         elif otp.expires_at <= now:
             Otp.delete().where(Otp.id == otp.id).execute()
-            outcome = OtpError(400, "otp_expired", "The code has expired; request a new one.", "code")
+            outcome = Invalid("The code has expired; request a new one.", code="otp_expired", field="code")
         elif otp.attempts >= MAX_ATTEMPTS:
-            outcome = OtpError(400, "otp_attempts_exceeded", "Too many wrong tries; request a new code.", "code")
+            outcome = Invalid("Too many wrong tries; request a new code.", code="otp_attempts_exceeded", field="code")
         else:
             # Count the try first, in the same transaction, so parallel guesses cannot
             # exceed the limit.
@@ -226,15 +214,15 @@ def verify_otp(member: Member, code: str) -> Member:
                 Member.update(verified_at=now, updated_at=now).where(Member.id == member.id).execute()
             else:
                 left = MAX_ATTEMPTS - otp.attempts - 1
-                outcome = OtpError(400, "otp_incorrect",
-                                   f"The code does not match; {left} {'try' if left == 1 else 'tries'} left."
-                                   if left else "The code does not match; request a new code.", "code")
+                outcome = Invalid(f"The code does not match; {left} {'try' if left == 1 else 'tries'} left."
+                                  if left else "The code does not match; request a new code.",
+                                  code="otp_incorrect", field="code")
     if outcome is not None:  # raised after the commit so the counted try is kept
         raise outcome
     return Member.get_by_id(member.id)
 
 
 __all__ = [
-    "CHANNELS", "ConsoleSender", "OtpError", "OtpSender", "SentOtp", "SmtpSender", "WebhookSmsSender",
+    "CHANNELS", "ConsoleSender", "OtpSender", "SentOtp", "SmtpSender", "WebhookSmsSender",
     "request_otp", "sender_for", "verify_otp",
 ]

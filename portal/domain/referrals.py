@@ -13,11 +13,13 @@ it — so its rules hold everywhere:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import peewee
 
-from portal import ledger
 from portal.db import write_transaction
-from portal.models import Card, Member, Program, Referral, isoformat
+from portal.domain import Conflict, Invalid, ledger
+from portal.models import Card, Member, Program, Referral
 
 CODE_MAX = 64
 
@@ -33,14 +35,12 @@ _MESSAGES = {
 }
 
 
-class ReferralRefused(Exception):
-    """A referral that cannot be applied; `reason` is one of the module's reason codes."""
-
-    def __init__(self, reason: str):
-        super().__init__(_MESSAGES[reason])
-        self.reason = reason
-        self.code = reason
-        self.message = _MESSAGES[reason]
+def refused(reason: str):
+    """The DomainError for a reason code: an unknown code is bad input (`code`), the
+    others are the referee's state (`member_id`)."""
+    if reason == UNKNOWN_CODE:
+        return Invalid(_MESSAGES[reason], code=reason, field="code")
+    return Conflict(_MESSAGES[reason], code=reason, field="member_id")
 
 
 def normalise_code(code: str) -> str:
@@ -74,7 +74,7 @@ def find_referrer(partner, mode: str, code: str) -> Member | None:
     code = normalise_code(code)
     if not code:
         return None
-    # Codes are issued in upper case (portal.members), so this is the unique index's lookup.
+    # Codes are issued in upper case (portal.domain.members), so this is the unique index's lookup.
     return Member.get_or_none(
         (Member.referral_code == code) & (Member.partner == partner) & (Member.mode == mode))
 
@@ -91,24 +91,30 @@ def _refusal(referrer: Member | None, referee: Member | None) -> str | None:
     return None
 
 
-def validate_code(partner, mode: str, code: str, member: Member | None = None) -> dict:
-    """Whether `code` can refer `member` (or anyone, without a member):
-    `{"valid": True, "referrer_id"}` or `{"valid": False, "reason", "referrer_id"?}`."""
+@dataclass(frozen=True)
+class CodeCheck:
+    """What validating a code found: its owner (if any) and why it cannot be used (None
+    when it can)."""
+
+    referrer: Member | None
+    reason: str | None
+
+    @property
+    def valid(self) -> bool:
+        return self.reason is None
+
+
+def validate_code(partner, mode: str, code: str, member: Member | None = None) -> CodeCheck:
+    """Whether `code` can refer `member` (or anyone, without a member)."""
     referrer = find_referrer(partner, mode, code)
-    reason = _refusal(referrer, member)
-    result: dict = {"valid": reason is None}
-    if reason is not None:
-        result["reason"] = reason
-    if referrer is not None:
-        result["referrer_id"] = referrer.public_id
-    return result
+    return CodeCheck(referrer, _refusal(referrer, member))
 
 
 def apply_referral(referee: Member, code: str) -> Referral:
     """Record that the owner of `code` referred `referee`, and credit the program's reward.
 
-    Raises ReferralRefused (writing nothing) for an unknown code, a self-referral or a
-    member already referred. The returned referral carries `.entries`, the ledger entries
+    Raises a DomainError (writing nothing) for an unknown code, a self-referral or a
+    member already referred (see `refused`). The returned referral carries `.entries`, the ledger entries
     its reward made.
     """
     try:
@@ -118,7 +124,7 @@ def apply_referral(referee: Member, code: str) -> Referral:
             referrer = find_referrer(referee.partner_id, referee.mode, code)
             reason = _refusal(referrer, referee)
             if reason is not None:
-                raise ReferralRefused(reason)
+                raise refused(reason)
             referral = Referral.create(partner=referee.partner_id, mode=referee.mode, referrer=referrer,
                                        referee=referee)
             referral.entries = _credit_reward(referral, referrer, referee)
@@ -127,7 +133,7 @@ def apply_referral(referee: Member, code: str) -> Referral:
                 referral.rewarded = True
     except peewee.IntegrityError:
         # Only the unique referee can collide: a concurrent application won the race.
-        raise ReferralRefused(ALREADY_REFERRED) from None
+        raise refused(ALREADY_REFERRED) from None
     referral.referrer, referral.referee = referrer, referee
     return referral
 
@@ -159,12 +165,19 @@ def _credit_reward(referral: Referral, referrer: Member, referee: Member) -> lis
 REFERRALS_LISTED = 100
 
 
-def referral_stats(member: Member) -> dict:
+@dataclass(frozen=True)
+class ReferralStats:
+    member: Member
+    referred_count: int
+    rewarded_count: int
+    referred_by: str | None  # the referrer's public id
+    latest: list  # Referral rows, newest first, each with .referee loaded
+
+
+def referral_stats(member: Member) -> ReferralStats:
     """The member's code, how many they referred and were rewarded for, who referred them,
     and their latest referrals (newest first, at most REFERRALS_LISTED)."""
     made = Referral.select().where(Referral.referrer == member)
-    referred_count = made.count()
-    rewarded_count = made.where(Referral.rewarded == True).count()  # noqa: E712 (SQL, not Python)
     latest = list(
         Referral.select(Referral, Member)
         .join(Member, on=(Referral.referee == Member.id))
@@ -178,24 +191,10 @@ def referral_stats(member: Member) -> dict:
         .where(Referral.referee == member)
         .scalar()
     )
-    return {
-        "object": "referral_stats",
-        "member_id": member.public_id,
-        "referral_code": member.referral_code,
-        "referred_count": referred_count,
-        "rewarded_count": rewarded_count,
-        "referred_by": referred_by,
-        "referrals": [referral_json(r, referrer_id=member.public_id) for r in latest],
-    }
-
-
-def referral_json(referral: Referral, *, referrer_id: str | None = None, referee_id: str | None = None) -> dict:
-    """A referral as the API shows it (`ref_…`)."""
-    return {
-        "id": referral.public_id,
-        "object": "referral",
-        "referrer_id": referrer_id or referral.referrer.public_id,
-        "referee_id": referee_id or referral.referee.public_id,
-        "rewarded": referral.rewarded,
-        "created_at": isoformat(referral.created_at),
-    }
+    return ReferralStats(
+        member=member,
+        referred_count=made.count(),
+        rewarded_count=made.where(Referral.rewarded == True).count(),  # noqa: E712 (SQL, not Python)
+        referred_by=referred_by,
+        latest=latest,
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-from portal import catalog
-from portal.accounts import create_partner_account
-from portal.applications import create_application, issue_api_key
-from portal.catalog import ProgramSettings
+from portal.domain import catalog
+from portal.domain.accounts import create_partner_account
+from portal.domain.applications import create_application, issue_api_key
+from portal.domain.catalog import ProgramSettings
 from portal.db import database
 from portal.scopes import SCOPE_NAMES
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import peewee
 
-from portal import audit
 from portal.db import database, write_transaction
-from portal.models import Card, Claim, LedgerEntry, Program, Redemption, Reward, StampBalance, isoformat, utcnow
+from portal.domain import Conflict, Invalid, audit
+from portal.models import Card, Claim, LedgerEntry, Program, Redemption, Reward, StampBalance, utcnow
 
 CARD_NAME_MAX = 80
 CARD_DESCRIPTION_MAX = 240
@@ -41,14 +41,6 @@ _MINOR_UNIT_EXCEPTIONS = {
     **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0),
     **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
 }
-
-
-class CatalogError(ValueError):
-    """A program, card or reward change that cannot be made; `field` names the form field."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
 
 
 def minor_unit_digits(currency: str) -> int:
@@ -138,27 +130,27 @@ def update_program(partner, settings: ProgramSettings, *, by=None) -> Program:
     """
     currency = (settings.currency or "").strip().upper()
     if currency not in CURRENCIES:
-        raise CatalogError("Choose a currency by its ISO 4217 code, like EUR or USD.", "currency")
+        raise Invalid("Choose a currency by its ISO 4217 code, like EUR or USD.", field="currency")
     kind = settings.referral_reward_kind
     if kind not in REFERRAL_REWARD_KINDS:
-        raise CatalogError("Choose no reward, stamps on a card, or a cashback amount.", "referral_reward_kind")
+        raise Invalid("Choose no reward, stamps on a card, or a cashback amount.", field="referral_reward_kind")
     card = None
     amount = 0
     if kind != "none":
         amount = _positive_int(settings.referral_amount, "referral_amount",
                                REFERRAL_STAMPS_MAX if kind == "stamps" else REFERRAL_CASHBACK_MAX)
         if not (settings.reward_referrer or settings.reward_referee):
-            raise CatalogError("Reward the referrer, the new member, or both.", "reward_referrer")
+            raise Invalid("Reward the referrer, the new member, or both.", field="reward_referrer")
     if kind == "stamps":
         card = owned_card(partner, settings.referral_card_id or "")
         if card is None:
-            raise CatalogError("Choose the card the referral stamps go on.", "referral_card")
+            raise Invalid("Choose the card the referral stamps go on.", field="referral_card")
 
     with write_transaction():
         program = program_for(partner)
         if currency != program.currency and _cashback_ever_credited(partner):
-            raise CatalogError(
-                f"The currency stays {program.currency}: members already hold cashback in it.", "currency")
+            raise Invalid(
+                f"The currency stays {program.currency}: members already hold cashback in it.", field="currency")
         Program.update(
             currency=currency,
             referral_reward_kind=kind,
@@ -215,16 +207,16 @@ def delete_card(card: Card, *, by=None) -> None:
             or Claim.select().where(Claim.card == card).exists()
         )
         if used:
-            raise CatalogError("This card has stamps, history or claims, so it stays.", "card")
+            raise Conflict("This card has stamps, history or claims, so it stays.", code="card_in_use", field="card")
         if Program.select().where((Program.partner == card.partner_id) & (Program.referral_card == card)).exists():
-            raise CatalogError("This card receives referral stamps; change the referral reward first.", "card")
+            raise Conflict("This card receives referral stamps; change the referral reward first.", code="card_in_use", field="card")
         try:
             with database.atomic():
                 Card.delete().where(Card.id == card.id).execute()
         except peewee.IntegrityError:
             # A stamp landed between the check and the delete (PostgreSQL does not
             # serialise them): the foreign keys refuse to orphan it.
-            raise CatalogError("This card has stamps, history or claims, so it stays.", "card") from None
+            raise Conflict("This card has stamps, history or claims, so it stays.", code="card_in_use", field="card") from None
         audit.record("card.deleted", partner=card.partner_id, user=by, actor=_actor(by), target=card.public_id,
                      detail=card.name)
 
@@ -258,36 +250,14 @@ def delete_reward(reward: Reward, *, by=None) -> None:
     """Remove a reward that was never redeemed (a redeemed one stays, for the record)."""
     with write_transaction():
         if Redemption.select().where(Redemption.reward == reward).exists():
-            raise CatalogError("Members have redeemed this reward, so it stays; you can rename it.", "reward")
+            raise Conflict("Members have redeemed this reward, so it stays; you can rename it.", code="reward_in_use", field="reward")
         try:
             with database.atomic():
                 Reward.delete().where(Reward.id == reward.id).execute()
         except peewee.IntegrityError:  # redeemed between the check and the delete
-            raise CatalogError("Members have redeemed this reward, so it stays; you can rename it.", "reward") from None
+            raise Conflict("Members have redeemed this reward, so it stays; you can rename it.", code="reward_in_use", field="reward") from None
         audit.record("reward.deleted", partner=reward.card.partner_id, user=by, actor=_actor(by),
                      target=reward.public_id, detail=reward.name)
-
-
-# --- API shapes ------------------------------------------------------------------------------
-
-def reward_json(reward: Reward) -> dict:
-    """A reward as the API shows it."""
-    return {"id": reward.public_id, "object": "reward", "name": reward.name, "stamps_cost": reward.stamps_cost}
-
-
-def card_json(card: Card) -> dict:
-    """A card with its rewards as the API shows it."""
-    rewards = getattr(card, "reward_list", None)
-    if rewards is None:
-        rewards = list(card.rewards.order_by(Reward.stamps_cost, Reward.id))
-    return {
-        "id": card.public_id,
-        "object": "card",
-        "name": card.name,
-        "description": card.description,
-        "rewards": [reward_json(r) for r in rewards],
-        "created_at": isoformat(card.created_at),
-    }
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -295,9 +265,9 @@ def card_json(card: Card) -> dict:
 def _text(value, field: str, max_length: int, *, required: str | None = None) -> str:
     value = " ".join(str(value or "").split())
     if required and not value:
-        raise CatalogError(required, field)
+        raise Invalid(required, field=field)
     if len(value) > max_length:
-        raise CatalogError(f"Use at most {max_length} characters.", field)
+        raise Invalid(f"Use at most {max_length} characters.", field=field)
     return value
 
 
@@ -305,9 +275,9 @@ def _positive_int(value, field: str, maximum: int) -> int:
     try:
         number = int(str(value).strip())
     except (TypeError, ValueError):
-        raise CatalogError("Enter a whole number.", field) from None
+        raise Invalid("Enter a whole number.", field=field) from None
     if not 1 <= number <= maximum:
-        raise CatalogError(f"Enter a whole number from 1 to {maximum:,}.", field)
+        raise Invalid(f"Enter a whole number from 1 to {maximum:,}.", field=field)
     return number
 
 

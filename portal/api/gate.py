@@ -88,7 +88,7 @@ class _SecretCache:
     def decrypt(self, ciphertext: str) -> str:
         plain = self._plain.get(ciphertext)
         if plain is None:
-            from portal.applications import secret_box
+            from portal.domain.applications import secret_box
 
             plain = secret_box().decrypt(ciphertext)
             with self._lock:

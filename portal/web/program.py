@@ -3,7 +3,7 @@ stamp cards with their rewards — the configuration both API modes share.
 
 Every form works without JavaScript (a full-page post, then a 303 back to /program) and is
 enhanced by htmx, which swaps just the section that changed: the settings form, the card
-list, or one card. Changes go through portal.catalog; views parse, call, render.
+list, or one card. Changes go through portal.domain.catalog; views parse, call, render.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from functools import wraps
 from flask import Blueprint, abort, flash, make_response, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from portal import catalog
-from portal.catalog import CatalogError, ProgramSettings
-from portal.web import is_htmx, render_partial, see_other
+from portal.domain import DomainError, catalog
+from portal.domain.catalog import ProgramSettings
+from portal.web import form_errors, is_htmx, render_partial, see_other
 
 bp = Blueprint("program", __name__, url_prefix="/program")
 
@@ -163,11 +163,11 @@ def save_settings():
                 currency=values["currency"], referral_reward_kind=kind, referral_card_id=values["referral_card"],
                 referral_amount=amount, reward_referrer=values["reward_referrer"],
                 reward_referee=values["reward_referee"]), by=_user())
-        except CatalogError as exc:
+        except DomainError as exc:
             field = exc.field or "currency"
             if field == "referral_amount":
                 field = "referral_stamps" if kind == "stamps" else "referral_cashback"
-            errors[field] = str(exc)
+            errors[field] = exc.message
     if errors:
         return _respond("program/_settings.html", ok=False, status_without_js=422, settings=values,
                         settings_errors=errors)
@@ -185,9 +185,9 @@ def create_card():
     values = {"name": _form("name"), "description": _form("description")}
     try:
         card = catalog.create_card(_partner(), values["name"], values["description"], by=_user())
-    except CatalogError as exc:
+    except DomainError as exc:
         return _respond("program/_cards.html", ok=False, status_without_js=422, new_card=values,
-                        new_card_errors={exc.field or "name": str(exc)})
+                        new_card_errors=form_errors(exc, "name"))
     flash(f"Card “{card.name}” added. Now give it rewards.", "success")
     return _respond("program/_cards.html", anchor=f"#card-{card.public_id}", with_settings=True)
 
@@ -200,8 +200,8 @@ def update_card(card_id):
     values = {"name": _form("name"), "description": _form("description")}
     try:
         catalog.update_card(card, values["name"], values["description"], by=_user())
-    except CatalogError as exc:
-        return _card_response(card, ok=False, card_errors={card.public_id: {exc.field or "name": str(exc)}},
+    except DomainError as exc:
+        return _card_response(card, ok=False, card_errors={card.public_id: form_errors(exc, "name")},
                               card_values={card.public_id: values})
     flash(f"Card “{card.name}” saved.", "success")
     return _card_response(card, with_settings=True)
@@ -214,8 +214,8 @@ def delete_card(card_id):
     card = _card_or_404(card_id)
     try:
         catalog.delete_card(card, by=_user())
-    except CatalogError as exc:
-        return _card_response(card, ok=False, status_without_js=409, card_errors={card.public_id: {"card": str(exc)}})
+    except DomainError as exc:
+        return _card_response(card, ok=False, status_without_js=409, card_errors={card.public_id: {"card": exc.message}})
     flash(f"Card “{card.name}” deleted.", "success")
     return _respond("program/_cards.html", anchor="#cards", with_settings=True)
 
@@ -248,9 +248,9 @@ def create_reward(card_id):
     values = {"name": _form("name"), "stamps_cost": _form("stamps_cost").strip()}
     try:
         reward = catalog.create_reward(card, values["name"], values["stamps_cost"], by=_user())
-    except CatalogError as exc:
+    except DomainError as exc:
         key = f"new:{card.public_id}"
-        return _card_response(card, ok=False, reward_errors={key: {exc.field: str(exc)}},
+        return _card_response(card, ok=False, reward_errors={key: form_errors(exc, "name")},
                               reward_values={key: values})
     flash(f"Reward “{reward.name}” added to {card.name}.", "success")
     return _card_response(card)
@@ -264,8 +264,8 @@ def update_reward(reward_id):
     values = {"name": _form("name"), "stamps_cost": _form("stamps_cost").strip()}
     try:
         catalog.update_reward(reward, values["name"], values["stamps_cost"], by=_user())
-    except CatalogError as exc:
-        return _card_response(reward.card, ok=False, reward_errors={reward.public_id: {exc.field: str(exc)}},
+    except DomainError as exc:
+        return _card_response(reward.card, ok=False, reward_errors={reward.public_id: form_errors(exc, "name")},
                               reward_values={reward.public_id: values})
     flash(f"Reward “{reward.name}” saved.", "success")
     return _card_response(reward.card)
@@ -278,9 +278,9 @@ def delete_reward(reward_id):
     reward = _reward_or_404(reward_id)
     try:
         catalog.delete_reward(reward, by=_user())
-    except CatalogError as exc:
+    except DomainError as exc:
         return _card_response(reward.card, ok=False, status_without_js=409,
-                              reward_errors={reward.public_id: {"reward": str(exc)}})
+                              reward_errors={reward.public_id: {"reward": exc.message}})
     flash(f"Reward “{reward.name}” deleted.", "success")
     return _card_response(reward.card)
 

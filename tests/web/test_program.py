@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from portal_helpers import PASSWORD
 
-from portal import catalog, ledger
+from portal.domain import catalog, ledger
 from portal.models import Card, Member, Partner, Program, Reward, User
 
 

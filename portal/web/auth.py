@@ -5,21 +5,18 @@ from __future__ import annotations
 from flask import Blueprint, flash, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from portal.accounts import AccountError, authenticate, create_partner_account
+from portal.domain import DomainError
+from portal.domain.accounts import authenticate, create_partner_account
 from portal.config import current_settings
-from portal.web import rotate_csrf_token, safe_next, see_other
+from portal.web import form_errors, rotate_csrf_token, safe_next, see_other
 
 bp = Blueprint("auth", __name__)
 
 FIELD_LIMITS = {"business_name": 200, "email": 320, "password": 1024}
 
 
-def init_app(app) -> None:
-    """Nothing to install beyond the blueprint; web.init_app owns the LoginManager."""
-
-
 def _home() -> str:
-    return url_for("developer.home")
+    return url_for("home.index")
 
 
 def _start_session(user) -> None:
@@ -53,8 +50,8 @@ def signup():
             try:
                 user = create_partner_account(values["business_name"], values["email"],
                                               request.form.get("password", ""))
-            except AccountError as exc:
-                errors[exc.field or "email"] = str(exc)
+            except DomainError as exc:
+                errors.update(form_errors(exc, "email"))
             else:
                 _start_session(user)
                 flash(f"Welcome, {user.partner.name}. Your account is ready.", "success")

@@ -1,19 +1,21 @@
 """Partner accounts: sign-up, log-in, passwords.
 
 Passwords go through passlib's CryptContext with argon2 first; a hash made under an older
-policy is replaced on the next successful log-in.
+policy (or under the test suites' cheap parameters) is replaced on the next successful
+log-in.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import peewee
 from passlib.context import CryptContext
 
-from portal import audit
 from portal.config import current_settings
 from portal.db import database
+from portal.domain import Conflict, Invalid, audit
 from portal.models import Invite, Partner, User, utcnow
 
 PASSWORD_MIN_LENGTH = 10
@@ -22,45 +24,55 @@ BUSINESS_NAME_MAX = 120
 EMAIL_MAX = 254
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
-passwords = CryptContext(schemes=["argon2", "bcrypt_sha256"], deprecated="auto")
-# A hash to verify against when the email is unknown, so both paths take as long.
-_DUMMY_HASH = passwords.hash("not a real password, only for timing")
 
 
-class AccountError(ValueError):
-    """A sign-up or log-in problem; `field` names the form field it belongs to."""
+@lru_cache(maxsize=None)
+def _context(hashing: str) -> tuple[CryptContext, str]:
+    """The password context for a LOYALTY_PASSWORD_HASHING profile, and a hash to verify
+    against when the email is unknown (so both paths take as long).
 
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+    `argon2` is argon2's recommended cost; `fast` (for test suites only) is argon2 at its
+    minimum cost, so thousands of sign-ups take milliseconds.
+    """
+    if hashing == "fast":
+        context = CryptContext(schemes=["argon2"], deprecated="auto",
+                               argon2__rounds=1, argon2__memory_cost=8, argon2__parallelism=1)
+    else:
+        context = CryptContext(schemes=["argon2", "bcrypt_sha256"], deprecated="auto")
+    return context, context.hash("not a real password, only for timing")
+
+
+def passwords() -> CryptContext:
+    """The password hashing policy of the running configuration."""
+    return _context(current_settings().password_hashing)[0]
 
 
 def normalise_email(email: str) -> str:
     email = (email or "").strip().lower()
     if not email:
-        raise AccountError("Enter your email address.", "email")
+        raise Invalid("Enter your email address.", field="email")
     if len(email) > EMAIL_MAX or not _EMAIL_RE.match(email):
-        raise AccountError("Enter a valid email address, like name@example.com.", "email")
+        raise Invalid("Enter a valid email address, like name@example.com.", field="email")
     return email
 
 
 def check_password_policy(password: str) -> None:
     if len(password or "") < PASSWORD_MIN_LENGTH:
-        raise AccountError(f"Use at least {PASSWORD_MIN_LENGTH} characters for your password.", "password")
+        raise Invalid(f"Use at least {PASSWORD_MIN_LENGTH} characters for your password.", field="password")
     if len(password) > PASSWORD_MAX_LENGTH:
-        raise AccountError(f"Use at most {PASSWORD_MAX_LENGTH} characters for your password.", "password")
+        raise Invalid(f"Use at most {PASSWORD_MAX_LENGTH} characters for your password.", field="password")
 
 
 def create_partner_account(business_name: str, email: str, password: str, *, via: str = "signup") -> User:
     """Create a partner organisation and its first user, the owner.
 
-    Raises AccountError for a bad field or an email that already has an account.
+    Raises Invalid for a bad field or Conflict for an email that already has an account.
     """
     business_name = " ".join((business_name or "").split())
     if not business_name:
-        raise AccountError("Enter your business name.", "business_name")
+        raise Invalid("Enter your business name.", field="business_name")
     if len(business_name) > BUSINESS_NAME_MAX:
-        raise AccountError(f"Use at most {BUSINESS_NAME_MAX} characters for the business name.", "business_name")
+        raise Invalid(f"Use at most {BUSINESS_NAME_MAX} characters for the business name.", field="business_name")
     email = normalise_email(email)
     check_password_policy(password)
     settings = current_settings()
@@ -68,8 +80,8 @@ def create_partner_account(business_name: str, email: str, password: str, *, via
     if settings.signup == "invite" and via == "signup":
         invite = Invite.get_or_none((Invite.email == email) & (Invite.used_at.is_null()))
         if invite is None:
-            raise AccountError("Sign-up is by invitation on this platform; ask the operator to invite this email.", "email")
-    password_hash = passwords.hash(password)
+            raise Invalid("Sign-up is by invitation on this platform; ask the operator to invite this email.", field="email")
+    password_hash = passwords().hash(password)
     try:
         with database.atomic():
             partner = Partner.create(name=business_name)
@@ -78,7 +90,8 @@ def create_partner_account(business_name: str, email: str, password: str, *, via
                 Invite.update(used_at=utcnow()).where(Invite.id == invite.id).execute()
             audit.record("account.signup" if via == "signup" else "account.created", user=user, detail=f"via {via}")
     except peewee.IntegrityError:
-        raise AccountError("An account with this email already exists. Log in instead.", "email") from None
+        raise Conflict("An account with this email already exists. Log in instead.", code="account_exists",
+                       field="email") from None
     return user
 
 
@@ -86,16 +99,17 @@ def authenticate(email: str, password: str) -> User | None:
     """The user whose password matches, or None (and an audit record of the failure)."""
     try:
         email = normalise_email(email)
-    except AccountError:
+    except Invalid:
         email = (email or "").strip().lower()[:EMAIL_MAX]
         user = None
     else:
         user = User.get_or_none(User.email == email)
+    context, dummy_hash = _context(current_settings().password_hashing)
     if user is None:
-        passwords.verify(password or "", _DUMMY_HASH)
+        context.verify(password or "", dummy_hash)
         audit.record("login.failed", actor=email or "anonymous", detail="unknown email")
         return None
-    ok, new_hash = passwords.verify_and_update(password or "", user.password_hash)
+    ok, new_hash = context.verify_and_update(password or "", user.password_hash)
     if not ok:
         audit.record("login.failed", user=user, detail="wrong password")
         return None

@@ -1,18 +1,20 @@
-"""The portal's "API docs" page (/docs/api): endpoints, scopes, signing and runnable
-examples, rendered from the same OpenAPI document the API serves, so they cannot drift."""
+"""The Docs area: the guide to credentials, modes, scopes and rotation (/docs), and the
+API reference (/docs/api): endpoints, scopes, signing and runnable examples, rendered from
+the same OpenAPI document the API serves, so they cannot drift."""
 
 from __future__ import annotations
 
 import re
 
 from flask import Blueprint, render_template, request
+from flask_login import login_required
 from markupsafe import Markup, escape
 
 from portal.api.openapi import STANDARD_ERRORS, document, openapi_path
 from portal.scopes import scope_groups
 from portal.signing import canonical_string, signature
 
-bp = Blueprint("api_docs", __name__)
+bp = Blueprint("docs", __name__)
 
 METHOD_ORDER = ("get", "post", "patch", "put", "delete")
 
@@ -121,13 +123,20 @@ def endpoint_groups() -> list[tuple[str, list[dict]]]:
     return sorted(groups.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
 
 
+@bp.get("/docs")
+@login_required
+def guide():
+    """Our own guide to credentials, modes, scopes and key rotation."""
+    return render_template("docs/guide.html", scope_groups=scope_groups())
+
+
 @bp.get("/docs/api")
-def api_docs():
+def api():
     """The API reference: signing, errors, scopes and every endpoint, with examples."""
     canonical = canonical_string("POST", "/v1/members", "", SAMPLE["body"].encode(), app_id=SAMPLE["app_id"],
                                  timestamp=SAMPLE["timestamp"], nonce=SAMPLE["nonce"])
     return render_template(
-        "api_docs/index.html",
+        "docs/api.html",
         groups=endpoint_groups(),
         scope_groups=scope_groups(),
         base_url=request.host_url.rstrip("/"),

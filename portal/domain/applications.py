@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import peewee
-from flask import current_app
 
-from portal import audit
 from portal.config import current_settings
 from portal.credentials import (
     SecretBox,
@@ -22,6 +21,7 @@ from portal.credentials import (
     hash_api_key,
 )
 from portal.db import database, lock_for_update, write_transaction
+from portal.domain import Conflict, Invalid, audit
 from portal.models import MODES, ApiKey, Application, AppSecret, utcnow
 from portal.scopes import normalise_scopes
 
@@ -47,28 +47,22 @@ GRACE_LABELS = {"now": "Now", "1h": "1 hour", "24h": "24 hours", "7d": "7 days"}
 DEFAULT_SECRET_GRACE = "24h"
 
 
-class CredentialError(ValueError):
-    """Bad input for an application or key; `field` names the form field."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
-
-
 def secret_box() -> SecretBox:
-    """The app's encryptor for App Secrets, built once per app."""
-    ext = current_app.extensions
-    if "loyalty_secret_box" not in ext:
-        ext["loyalty_secret_box"] = SecretBox(current_settings().encryption_keys)
-    return ext["loyalty_secret_box"]
+    """The encryptor for App Secrets under the configured encryption keys."""
+    return _secret_box(current_settings().encryption_keys)
+
+
+@lru_cache(maxsize=4)
+def _secret_box(keys: tuple[str, ...]) -> SecretBox:
+    return SecretBox(keys)
 
 
 def _clean_name(name: str, what: str, field: str) -> str:
     name = " ".join((name or "").split())
     if not name:
-        raise CredentialError(f"Enter a {what}.", field)
+        raise Invalid(f"Enter a {what}.", field=field)
     if len(name) > NAME_MAX:
-        raise CredentialError(f"Use at most {NAME_MAX} characters for the {what}.", field)
+        raise Invalid(f"Use at most {NAME_MAX} characters for the {what}.", field=field)
     return name
 
 
@@ -91,7 +85,7 @@ def regenerate_secret(app: Application, *, grace: str = DEFAULT_SECRET_GRACE, by
     """Replace the App Secret; the previous one stays valid for `grace` (a GRACE_CHOICES key).
     Returns the new plaintext, shown once."""
     if grace not in GRACE_CHOICES:
-        raise CredentialError("Choose how long the previous secret keeps working.", "grace")
+        raise Invalid("Choose how long the previous secret keeps working.", field="grace")
     secret = generate_app_secret()
     with write_transaction():
         # Two regenerations at once must not both see "the current secret" and leave two
@@ -156,6 +150,31 @@ def owned_application(partner, app_id: str) -> Application | None:
     return Application.get_or_none((Application.app_id == app_id) & (Application.partner == partner))
 
 
+def applications_of(partner) -> list[Application]:
+    """The partner's applications, newest first."""
+    return list(Application.select().where(Application.partner == partner).order_by(Application.id.desc()))
+
+
+def keys_of_partner(partner) -> list[ApiKey]:
+    """Every API key of every application of the partner, newest first."""
+    return list(ApiKey.select().join(Application).where(Application.partner == partner).order_by(ApiKey.id.desc()))
+
+
+def keys_of(app: Application) -> list[ApiKey]:
+    """The application's API keys, newest first."""
+    return list(ApiKey.select().where(ApiKey.application == app).order_by(ApiKey.id.desc()))
+
+
+def live_key_counts(partner, now=None) -> dict[int, int]:
+    """Application id -> how many of its keys work now (neither revoked nor expired)."""
+    now = now or utcnow()
+    counts: dict[int, int] = {}
+    for key in keys_of_partner(partner):
+        if key.is_live_at(now):
+            counts[key.application_id] = counts.get(key.application_id, 0) + 1
+    return counts
+
+
 # -- API keys -----------------------------------------------------------------------------
 
 
@@ -166,13 +185,13 @@ def issue_api_key(
     """Create a key; returns the row and the plaintext (shown once, stored only hashed)."""
     name = _clean_name(name, "key name", "name")
     if mode not in MODES:
-        raise CredentialError("Choose Test or Production.", "mode")
+        raise Invalid("Choose Test or Production.", field="mode")
     try:
         scopes = normalise_scopes(scopes)
     except ValueError as exc:
-        raise CredentialError(str(exc).capitalize() + ".", "scopes") from None
+        raise Invalid(str(exc).capitalize() + ".", field="scopes") from None
     if expires_in is not None and expires_in <= timedelta(0):
-        raise CredentialError("The expiry must be in the future.", "expires")
+        raise Invalid("The expiry must be in the future.", field="expires")
     pepper = current_settings().key_pepper
     now = utcnow()
     with database.atomic():
@@ -202,19 +221,19 @@ def roll_api_key(key: ApiKey, *, old_expires: str, by=None) -> tuple[ApiKey, str
     """Replace `key` with a new one of the same name, mode and scopes; the old key expires
     after `old_expires` (a GRACE_CHOICES key). Returns the new key and its plaintext."""
     if old_expires not in GRACE_CHOICES:
-        raise CredentialError("Choose when the old key expires.", "old_expires")
+        raise Invalid("Choose when the old key expires.", field="old_expires")
     if key.revoked_at is not None:
-        raise CredentialError("A revoked key cannot be rolled; create a new key instead.", "key")
+        raise Conflict("A revoked key cannot be rolled; create a new key instead.", code="key_not_rollable", field="key")
     now = utcnow()
     if key.expires_at is not None and key.expires_at <= now:
-        raise CredentialError("An expired key cannot be rolled; create a new key instead.", "key")
+        raise Conflict("An expired key cannot be rolled; create a new key instead.", code="key_not_rollable", field="key")
     old_until = now + GRACE_CHOICES[old_expires]
     with write_transaction():
         # A double-submitted roll must not leave a second replacement whose plaintext
         # nobody saw: the key's row lock orders the two, and the second finds the first's.
         lock_for_update(ApiKey.select(ApiKey.id).where(ApiKey.id == key.id)).execute()
         if ApiKey.select().where(ApiKey.rolled_from == key.id).exists():
-            raise CredentialError("This key was already rolled: roll or revoke its replacement instead.", "key")
+            raise Conflict("This key was already rolled: roll or revoke its replacement instead.", code="key_not_rollable", field="key")
         new_expires_in = (key.expires_at - key.created_at) if key.expires_at else None
         new_key, plaintext = issue_api_key(
             key.application, name=key.name, mode=key.mode, scopes=key.scope_list,

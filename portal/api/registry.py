@@ -1,0 +1,211 @@
+"""The registry of /v1 endpoints and the dispatcher every one of them runs through.
+
+`@endpoint` declares an operation (route, scope, schemas) and registers it; `_dispatch`
+runs the gate, parses the request, runs the view (idempotently for POST) and shapes every
+failure into the API's error format. See the package docstring for how to add one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import Blueprint, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from portal.api.errors import (
+    ApiError, from_domain_error, from_http_exception, internal_error, json_response, request_id,
+    service_unavailable,
+)
+from portal.api.gate import Caller, require_scope, verify_request
+from portal.api.idempotency import idempotency_key, run_idempotent
+from portal.api.schema import Body, Query, parse_query
+from portal.db import UNAVAILABLE_ERRORS, release_connection
+from portal.domain import DomainError
+from portal.logs import first_line, where_raised
+
+log = logging.getLogger("portal.api")
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+
+API_PREFIX = "/v1"
+EMPTY_BODY = Body({})
+
+
+@dataclass
+class Endpoint:
+    """One operation of the API, as declared by `@endpoint`."""
+
+    name: str  # the Flask endpoint, "api.<name>"
+    method: str
+    rule: str  # Flask rule below /v1, e.g. "/members/<member_id>"
+    scope: str | None
+    view: object
+    summary: str
+    description: str = ""
+    body: Body | None = None
+    query: Query | None = None
+    response: dict | None = None
+    status: int = 200
+    errors: dict = field(default_factory=dict)
+    tag: str = ""
+    authenticated: bool = True
+    transactional: bool = True  # run inside the idempotency transaction (see portal.api.idempotency)
+
+    @property
+    def path(self) -> str:
+        """The full path with Flask's `<x>` placeholders."""
+        return API_PREFIX + self.rule
+
+
+# Flask endpoint name ("api.create_member") -> Endpoint, in declaration order.
+REGISTRY: dict[str, Endpoint] = {}
+
+# Components of the OpenAPI document (`#/components/schemas/<name>`), filled by schema_ref.
+SCHEMAS: dict[str, dict] = {}
+
+
+def schema_ref(name: str, schema: dict) -> dict:
+    """Register a named response schema; returns a `$ref` to it for `response=`."""
+    if name in SCHEMAS and SCHEMAS[name] != schema:
+        raise ValueError(f"two different schemas are both called {name}")
+    SCHEMAS[name] = schema
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+@dataclass
+class ApiCall:
+    """What a view needs about the request it serves (see the module docstring)."""
+
+    caller: Caller | None
+    body: dict
+    query: dict
+    endpoint: Endpoint
+
+    @property
+    def partner_id(self) -> int:
+        return self.caller.partner_id
+
+    @property
+    def mode(self) -> str:
+        return self.caller.mode
+
+    @property
+    def application(self):
+        return self.caller.application
+
+    @property
+    def request_id(self) -> str:
+        return request_id()
+
+
+def endpoint(method: str, rule: str, *, scope: str | None, summary: str, response: dict | None = None,
+             status: int = 200, body: Body | None = None, query: Query | None = None,
+             errors: dict | None = None, description: str = "", tag: str | None = None,
+             authenticated: bool = True, transactional: bool = True):
+    """Declare and register a /v1 endpoint (see the module docstring for a full example).
+
+    `scope` is mandatory (None only for endpoints any valid key may call); `errors` maps
+    extra documented statuses to a description (401/403/400 and friends are added
+    automatically in the OpenAPI document). `transactional=False` is for a view that waits on
+    the outside world (an SMTP server, an SMS gateway): with an Idempotency-Key it then
+    runs outside any transaction, commits its own writes, and its response is stored after.
+    """
+    from portal.scopes import SCOPES
+
+    method = method.upper()
+    if scope is not None and scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r} on {method} {rule}")
+    if method in ("GET", "DELETE") and body is not None:
+        raise ValueError(f"{method} {rule} cannot take a body")
+
+    def decorate(view):
+        name = view.__name__
+        if f"api.{name}" in REGISTRY:
+            raise ValueError(f"two API endpoints are called {name}")
+        ep = Endpoint(
+            name=f"api.{name}", method=method, rule=rule, scope=scope, view=view, summary=summary,
+            description=description or (view.__doc__ or "").strip(), body=body, query=query,
+            response=response, status=status, errors=dict(errors or {}),
+            tag=tag or _default_tag(view), authenticated=authenticated, transactional=transactional,
+        )
+        REGISTRY[ep.name] = ep
+
+        def dispatch(**path_params):
+            return _dispatch(ep, path_params)
+
+        dispatch.__name__ = name
+        dispatch.__doc__ = view.__doc__
+        bp.add_url_rule(rule, endpoint=name, view_func=dispatch, methods=[method],
+                        provide_automatic_options=False)
+        return view
+
+    return decorate
+
+
+def _default_tag(view) -> str:
+    return view.__module__.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+
+
+# -- the dispatcher -----------------------------------------------------------------------
+
+
+def _dispatch(ep: Endpoint, path_params: dict) -> Response:
+    """Gate, parse, run the view (idempotently for POST), shape errors."""
+    try:
+        raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH
+        caller = None
+        if ep.authenticated:
+            caller = verify_request(request.method, request.path, request.query_string.decode("latin-1"),
+                                    raw, request.headers)
+            g.api_key_masked = caller.key_masked
+            require_scope(caller, ep.scope)
+        query = parse_query(request.args, ep.query)
+        body = {}
+        if request.method not in ("GET", "HEAD", "DELETE") or raw:
+            body = (ep.body or EMPTY_BODY).parse(raw, request.content_type)
+        call = ApiCall(caller=caller, body=body, query=query, endpoint=ep)
+
+        def run() -> Response:
+            return _run_view(ep, call, path_params)
+
+        key = idempotency_key(request.headers) if request.method == "POST" and caller else None
+        if key is not None:
+            return run_idempotent(caller, key, request.method, request.path, raw, run,
+                                  transactional=ep.transactional)
+        return run()
+    except ApiError as exc:
+        return exc.response()
+    except DomainError as exc:
+        return from_domain_error(exc).response()
+    except HTTPException as exc:
+        return from_http_exception(exc).response()
+    except UNAVAILABLE_ERRORS as exc:  # the database is away, not a bug
+        log.warning("api %s database unavailable: %s", request_id(), first_line(exc))
+        release_connection()
+        return service_unavailable().response()
+    except Exception as exc:  # the partner gets nothing but the request id
+        _log_unhandled(exc)
+        return internal_error().response()
+
+
+def _run_view(ep: Endpoint, call: ApiCall, path_params: dict) -> Response:
+    """The view's result as a response. A refusal (ApiError, DomainError) is a response
+    too, so that an Idempotency-Key stores it like any other answer."""
+    try:
+        result = ep.view(call, **path_params)
+    except ApiError as exc:
+        return exc.response()
+    except DomainError as exc:
+        return from_domain_error(exc).response()
+    if isinstance(result, Response):
+        return result
+    status = ep.status
+    if isinstance(result, tuple):
+        result, status = result
+    return json_response(result, status)
+
+
+def _log_unhandled(exc: BaseException) -> None:
+    """Type and place only: a traceback or message could carry SQL or data."""
+    log.error("api %s unhandled %s", request_id(), where_raised(exc))

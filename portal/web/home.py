@@ -1,0 +1,36 @@
+"""Home: the signed-in partner's overview of applications, keys and what to do next."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask_login import current_user, login_required
+
+from portal.domain.applications import applications_of, keys_of_partner
+from portal.models import utcnow
+
+bp = Blueprint("home", __name__)
+
+
+@bp.get("/")
+@login_required
+def index():
+    """Applications, live keys by mode, last use, and the first steps still to take."""
+    partner = current_user.partner
+    applications = applications_of(partner)
+    now = utcnow()
+    keys = keys_of_partner(partner)
+    live = [k for k in keys if k.is_live_at(now)]
+    used = [k for k in keys if k.last_used_at is not None]
+    stats = {
+        "applications": len(applications),
+        "test_keys": sum(1 for k in live if k.mode == "test"),
+        "prod_keys": sum(1 for k in live if k.mode == "prod"),
+        "last_used": max((k.last_used_at for k in used), default=None),
+    }
+    steps = [
+        ("Create an application", bool(applications)),
+        ("Create a test API key", any(k.mode == "test" for k in keys)),
+        ("Make a first signed call", bool(used)),
+    ]
+    return render_template("home/index.html", partner=partner, applications=applications[:5],
+                           stats=stats, steps=steps)
