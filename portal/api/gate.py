@@ -34,8 +34,8 @@ import peewee
 
 from portal.api.errors import ApiError
 from portal.config import current_settings
-from portal.db import database
 from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
+from portal.db import database
 from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
 from portal.signing import NONCE_RE, TIMESTAMP_TOLERANCE, canonical_string, signature_matches
 

@@ -12,9 +12,10 @@ import re
 from flask import current_app
 
 from portal import __version__
-from portal.api.registry import REGISTRY, SCHEMAS, ApiCall, Endpoint, endpoint
 from portal.api.errors import ERROR_TYPE_NAMES, json_response
-from portal.api.idempotency import HEADER as IDEMPOTENCY_HEADER, REPLAYED_HEADER
+from portal.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from portal.api.idempotency import REPLAYED_HEADER
+from portal.api.registry import REGISTRY, SCHEMAS, ApiCall, Endpoint, endpoint
 from portal.scopes import SCOPES
 
 SECURITY_SCHEME = "SignedApiKey"

@@ -14,7 +14,12 @@ from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from portal.api.errors import (
-    ApiError, from_domain_error, from_http_exception, internal_error, json_response, request_id,
+    ApiError,
+    from_domain_error,
+    from_http_exception,
+    internal_error,
+    json_response,
+    request_id,
     service_unavailable,
 )
 from portal.api.gate import Caller, require_scope, verify_request

@@ -275,10 +275,6 @@ class Query:
     fields: dict[str, Field]
     required: tuple[str, ...] = ()
 
-    def parse(self, args) -> dict:
-        """`args` is a werkzeug MultiDict; returns the validated values that were sent."""
-        return parse_query(args, self)
-
     def parameters(self) -> list[dict]:
         """OpenAPI parameter objects."""
         params = []

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 
+from portal.db import database
 from portal.domain import catalog
 from portal.domain.accounts import create_partner_account
 from portal.domain.applications import create_application, issue_api_key
 from portal.domain.catalog import ProgramSettings
-from portal.db import database
 from portal.scopes import SCOPE_NAMES
 
 DEMO_CARDS = (

@@ -1,6 +1,6 @@
 """Every model, importable from one place: `from portal.models import ApiKey`."""
 
-from portal.models.accounts import Application, ApiKey, AppSecret, AuditEvent, Invite, Partner, User
+from portal.models.accounts import ApiKey, Application, AppSecret, AuditEvent, Invite, Partner, User
 from portal.models.base import MODES, BaseModel, isoformat, new_public_id, utcnow
 from portal.models.gate import IdempotencyRecord, Nonce
 from portal.models.loyalty import Claim, LedgerEntry, Member, Otp, OtpSend, Redemption, Referral, StampBalance

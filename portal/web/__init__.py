@@ -21,7 +21,6 @@ from flask import (
     flash,
     g,
     get_flashed_messages,
-    jsonify,
     make_response,
     redirect,
     render_template,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, flash, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from portal.config import current_settings
 from portal.domain import DomainError
 from portal.domain.accounts import authenticate, create_partner_account
-from portal.config import current_settings
 from portal.web import form_errors, rotate_csrf_token, safe_next, see_other
 
 bp = Blueprint("auth", __name__)
