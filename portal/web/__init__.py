@@ -273,7 +273,7 @@ def _load_user(user_id: str):
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import auth, developer, docs, home, program
+    from portal.web import auth, developer, docs, home, permissions, program
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
@@ -315,6 +315,12 @@ def init_app(app) -> None:
             return error_response(400, CSRF_FAILURE_MESSAGE)
         return None
 
+    @app.before_request
+    def _check_role():
+        if _is_portal_request():
+            return permissions.check_route()
+        return None
+
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers
@@ -342,6 +348,10 @@ def init_app(app) -> None:
             return error_response(400, CSRF_FAILURE_MESSAGE)
         return error_response(exc.code)
 
+    @app.errorhandler(permissions.Forbidden)
+    def _forbidden(exc: permissions.Forbidden):
+        return error_response(403, exc.message)
+
     @app.errorhandler(DomainError)
     def _refused(exc: DomainError):
         """A rule refused what a view did not turn into a form message itself."""
@@ -364,6 +374,7 @@ def init_app(app) -> None:
             "csrf_field": csrf_field,
             "htmx_config": HTMX_CONFIG,
             "is_htmx": is_htmx,
+            "can": permissions.allowed,
         }
 
     @app.template_filter("when")

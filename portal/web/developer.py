@@ -19,7 +19,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import current_user
 
 from portal.domain import Conflict, DomainError, Invalid
 from portal.domain.applications import (
@@ -41,7 +41,9 @@ from portal.domain.applications import (
 )
 from portal.models import ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
+from portal.domain.roles import key_action
 from portal.web import form_errors, is_htmx, no_store, render_partial, see_other
+from portal.web.permissions import require
 
 bp = Blueprint("developer", __name__)
 
@@ -168,14 +170,12 @@ def shown_once(response):
 
 
 @bp.get("/developer")
-@login_required
 def applications():
     """The partner's applications, newest first."""
     return render_applications()
 
 
 @bp.get("/developer/apps/new")
-@login_required
 def new_application():
     """The "New application" form: inline for htmx, as a page without JavaScript."""
     if is_htmx():
@@ -184,7 +184,6 @@ def new_application():
 
 
 @bp.post("/developer/apps")
-@login_required
 def create_app():
     """Create an application; its App Secret appears in this response only."""
     name = request.form.get("name", "")
@@ -211,14 +210,12 @@ def create_app():
 
 
 @bp.get("/developer/apps/<app_id>")
-@login_required
 def application(app_id):
     """An application: App ID, App Secret (masked), the SDK snippet and its API keys."""
     return render_application(owned_app_or_404(app_id))
 
 
 @bp.post("/developer/apps/<app_id>/secret")
-@login_required
 def regenerate_app_secret(app_id):
     """Replace the App Secret; the new one appears in this response only, the previous one
     keeps working for the chosen grace period."""
@@ -246,25 +243,23 @@ def regenerate_app_secret(app_id):
 
 
 @bp.get("/developer/apps/<app_id>/keys")
-@login_required
 def keys(app_id):
     """The "API keys" section (closes the create form)."""
     return render_keys_section(owned_app_or_404(app_id))
 
 
 @bp.get("/developer/apps/<app_id>/keys/new")
-@login_required
 def new_key(app_id):
     """The "Create API key" form."""
     return render_keys_section(owned_app_or_404(app_id), key_form=KeyForm())
 
 
 @bp.post("/developer/apps/<app_id>/keys")
-@login_required
 def create_key(app_id):
     """Issue an API key; its plaintext appears in this response only."""
     application = owned_app_or_404(app_id)
     form = KeyForm.from_request()
+    require(key_action(form.mode))
     expires_in = None
     if form.expires not in KEY_EXPIRY_CHOICES:
         form.errors["expires"] = "Choose when the key expires."
@@ -287,7 +282,6 @@ def create_key(app_id):
 
 
 @bp.get("/developer/apps/<app_id>/keys/<key_id>")
-@login_required
 def key_row(app_id, key_id):
     """One key's row (closes its roll form)."""
     application = owned_app_or_404(app_id)
@@ -298,23 +292,23 @@ def key_row(app_id, key_id):
 
 
 @bp.get("/developer/apps/<app_id>/keys/<key_id>/roll")
-@login_required
 def roll_form(app_id, key_id):
     """The "Roll" form: when the old key expires, and the "Roll key" button."""
     application = owned_app_or_404(app_id)
     key = owned_key_or_404(application, key_id)
+    require(key_action(key.mode))
     if is_htmx():
         return render_key_row(application, key, rolling=True)
     return render_application(application, rolling_key_id=key.id)
 
 
 @bp.post("/developer/apps/<app_id>/keys/<key_id>/roll")
-@login_required
 def roll_key(app_id, key_id):
     """Replace a key with one of the same name, mode and scopes; the old key expires as
     chosen. The replacement's plaintext appears in this response only."""
     application = owned_app_or_404(app_id)
     key = owned_key_or_404(application, key_id)
+    require(key_action(key.mode))
     old_expires = request.form.get("old_expires", "")
     try:
         new, plaintext = roll_api_key(key, old_expires=old_expires, by=current_user._get_current_object())
@@ -329,11 +323,11 @@ def roll_key(app_id, key_id):
 
 
 @bp.post("/developer/apps/<app_id>/keys/<key_id>/revoke")
-@login_required
 def revoke_key(app_id, key_id):
     """Revoke a key at once; its row is updated in place."""
     application = owned_app_or_404(app_id)
     key = owned_key_or_404(application, key_id)
+    require(key_action(key.mode))
     if revoke_api_key(key, by=current_user._get_current_object()):
         flash(f"Key “{key.name}” ({key.masked}) revoked. Calls made with it are refused from now on.", "success")
     else:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, render_template, request
-from flask_login import login_required
 from markupsafe import Markup, escape
 
 from portal.api.openapi import STANDARD_ERRORS, document, openapi_path
@@ -124,7 +123,6 @@ def endpoint_groups() -> list[tuple[str, list[dict]]]:
 
 
 @bp.get("/docs")
-@login_required
 def guide():
     """Our own guide to credentials, modes, scopes and key rotation."""
     return render_template("docs/guide.html", scope_groups=scope_groups())

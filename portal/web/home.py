@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
-from flask_login import current_user, login_required
+from flask_login import current_user
 
 from portal.domain.applications import applications_of, keys_of_partner
 from portal.models import utcnow
@@ -12,7 +12,6 @@ bp = Blueprint("home", __name__)
 
 
 @bp.get("/")
-@login_required
 def index():
     """Applications, live keys by mode, last use, and the first steps still to take."""
     partner = current_user.partner

@@ -1,4 +1,4 @@
-"""The Program area (owners only): the cashback currency, the referral reward, and the
+"""The Program area (owners and admins): the cashback currency, the referral reward, and the
 stamp cards with their rewards — the configuration both API modes share.
 
 Every form works without JavaScript (a full-page post, then a 303 back to /program) and is
@@ -9,10 +9,9 @@ list, or one card. Changes go through portal.domain.catalog; views parse, call, 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from functools import wraps
 
 from flask import Blueprint, abort, flash, make_response, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 
 from portal.domain import DomainError, catalog
 from portal.domain.catalog import ProgramSettings
@@ -21,18 +20,6 @@ from portal.web import form_errors, is_htmx, render_partial, see_other
 bp = Blueprint("program", __name__, url_prefix="/program")
 
 FIELD_LIMIT = 500  # raw form values longer than this are cut before the domain's own rules
-
-
-def owner_required(view):
-    """Signed in, and the partner's owner: developers use the Developer area only."""
-
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        if current_user.role != "owner":
-            abort(403)
-        return view(*args, **kwargs)
-
-    return login_required(wrapped)
 
 
 def _partner():
@@ -128,14 +115,12 @@ def _respond(partial: str, *, anchor: str = "", status_without_js: int = 200, wi
 
 
 @bp.get("")
-@owner_required
 def index():
     """The program: currency and referral reward, then the stamp cards and their rewards."""
     return _page()
 
 
 @bp.post("/settings")
-@owner_required
 def save_settings():
     """Save the currency and the referral reward."""
     values = {
@@ -179,7 +164,6 @@ def save_settings():
 
 
 @bp.post("/cards")
-@owner_required
 def create_card():
     """Add a stamp card."""
     values = {"name": _form("name"), "description": _form("description")}
@@ -193,7 +177,6 @@ def create_card():
 
 
 @bp.post("/cards/<card_id>")
-@owner_required
 def update_card(card_id):
     """Rename a card or change its description."""
     card = _card_or_404(card_id)
@@ -208,7 +191,6 @@ def update_card(card_id):
 
 
 @bp.post("/cards/<card_id>/delete")
-@owner_required
 def delete_card(card_id):
     """Delete a card that no member has used (a used card keeps its history)."""
     card = _card_or_404(card_id)
@@ -241,7 +223,6 @@ def _card_response(card, *, ok: bool = True, status_without_js: int = 422, with_
 
 
 @bp.post("/cards/<card_id>/rewards")
-@owner_required
 def create_reward(card_id):
     """Add a reward to a card, bought with `stamps_cost` of its stamps."""
     card = _card_or_404(card_id)
@@ -257,7 +238,6 @@ def create_reward(card_id):
 
 
 @bp.post("/rewards/<reward_id>")
-@owner_required
 def update_reward(reward_id):
     """Rename a reward or change its price in stamps."""
     reward = _reward_or_404(reward_id)
@@ -272,7 +252,6 @@ def update_reward(reward_id):
 
 
 @bp.post("/rewards/<reward_id>/delete")
-@owner_required
 def delete_reward(reward_id):
     """Delete a reward nobody has redeemed."""
     reward = _reward_or_404(reward_id)

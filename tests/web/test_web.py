@@ -6,6 +6,7 @@ import peewee
 import pytest
 
 from portal import create_app, db
+from portal.web.permissions import PUBLIC, ROUTE_ROLES
 
 
 def text(response) -> str:
@@ -13,8 +14,10 @@ def text(response) -> str:
 
 
 @pytest.fixture
-def failing_app(tmp_path):
-    """An app with two routes that fail the way real code can."""
+def failing_app(tmp_path, monkeypatch):
+    """An app with two (public) routes that fail the way real code can."""
+    monkeypatch.setitem(ROUTE_ROLES, "boom", PUBLIC)
+    monkeypatch.setitem(ROUTE_ROLES, "db_down", PUBLIC)
     app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True})
     with app.app_context():
         db.migrate()
@@ -145,3 +148,17 @@ def test_a_page_that_only_fills_title_and_content_gets_the_whole_layout(app, cli
     assert 'aria-current="page" class="active">Program</a>' in html
     assert '<main id="main" tabindex="-1">' in html and "<h1>Program</h1>" in html
     assert "Log out" in html and 'id="flashes"' in html and "hx-headers=" in html
+
+
+def test_a_route_without_a_rule_is_refused_for_everyone(tmp_path):
+    app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True})
+    with app.app_context():
+        db.migrate()
+
+    @app.get("/unruled")
+    def unruled():
+        return "should never be served"
+
+    response = app.test_client().get("/unruled")
+    assert response.status_code == 403 and "should never be served" not in text(response)
+    db.database.close()

@@ -1,0 +1,113 @@
+"""Every portal route and the least role that may use it, enforced before the view runs.
+
+`ROUTE_ROLES` is the one table: an endpoint is `PUBLIC` (no log-in), or the least role
+(portal.domain.roles) a signed-in user needs. A route missing from the table is refused
+for everyone (tests/web/test_permissions.py fails first, so a new route cannot be added
+without its rule). Where the rule depends on what is submitted (a test key is a
+developer's, a production key an admin's), the view adds `require(action)` for it.
+
+A forbidden action answers 403 with a page that says which role it needs; the pages only
+hide the controls a role may not use (`can` in templates).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import request
+from flask_login import current_user
+
+from portal.domain.roles import ACTIONS, ROLE_LABELS, at_least, can
+
+log = logging.getLogger(__name__)
+
+PUBLIC = "public"
+
+ROUTE_ROLES: dict[str, str] = {
+    # served to anyone
+    "static": PUBLIC,
+    "htmx_static": PUBLIC,
+    "healthz": PUBLIC,
+    "auth.signup": PUBLIC,
+    "auth.login": PUBLIC,
+    "docs.api": PUBLIC,
+    # any signed-in user
+    "auth.logout": "viewer",
+    "home.index": "viewer",
+    "docs.guide": "viewer",
+    "developer.applications": "viewer",
+    "developer.application": "viewer",
+    "developer.keys": "viewer",
+    "developer.key_row": "viewer",
+    # keys: developers manage test keys; the view requires admin for production ones
+    "developer.new_key": "developer",
+    "developer.create_key": "developer",
+    "developer.roll_form": "developer",
+    "developer.roll_key": "developer",
+    "developer.revoke_key": "developer",
+    # applications and their secrets
+    "developer.new_application": "admin",
+    "developer.create_app": "admin",
+    "developer.regenerate_app_secret": "admin",
+    # the program
+    "program.index": "admin",
+    "program.save_settings": "admin",
+    "program.create_card": "admin",
+    "program.update_card": "admin",
+    "program.delete_card": "admin",
+    "program.create_reward": "admin",
+    "program.update_reward": "admin",
+    "program.delete_reward": "admin",
+}
+
+
+class Forbidden(Exception):
+    """The signed-in user's role does not allow this; `needed` is the least role that does
+    (None for a route without a rule, which nobody may use)."""
+
+    def __init__(self, needed: str | None):
+        super().__init__(needed)
+        self.needed = needed
+
+    @property
+    def message(self) -> str:
+        if self.needed is None:
+            return "This page is not available."
+        role = ROLE_LABELS.get(getattr(current_user, "role", ""), "your role")
+        return (f"Your role ({role}) does not allow this: it needs {ROLE_LABELS[self.needed]} or above. "
+                "Ask an owner or admin of your team.")
+
+
+def least_role_for(endpoint: str | None) -> str | None:
+    """The rule of a portal endpoint, or None when it has none (refused)."""
+    return ROUTE_ROLES.get(endpoint or "")
+
+
+def require(action: str) -> None:
+    """Raise Forbidden unless the signed-in user may take `action` (portal.domain.roles)."""
+    if not can(current_user.role, action):
+        raise Forbidden(ACTIONS[action])
+
+
+def allowed(action: str) -> bool:
+    """For templates: show a control only when its action is allowed."""
+    return bool(current_user and current_user.is_authenticated and can(current_user.role, action))
+
+
+def check_route():
+    """Before a portal view: log-in and role as ROUTE_ROLES says (None lets the view run)."""
+    from portal.web import unauthorized_response
+
+    needed = least_role_for(request.endpoint)
+    if needed == PUBLIC:
+        return None
+    if needed is None:
+        if request.routing_exception is not None:
+            return None  # a 404/405: the error page answers it
+        log.error("portal route %s has no rule in ROUTE_ROLES: refused", request.endpoint)
+        raise Forbidden(None)
+    if not current_user.is_authenticated:
+        return unauthorized_response()
+    if not at_least(current_user.role, needed):
+        raise Forbidden(needed)
+    return None
