@@ -39,9 +39,9 @@ from portal.domain.applications import (
     roll_api_key,
     secret_state,
 )
+from portal.domain.roles import key_action
 from portal.models import ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
-from portal.domain.roles import key_action
 from portal.web import form_errors, is_htmx, no_store, render_partial, see_other
 from portal.web.permissions import require
 
