@@ -10,9 +10,9 @@ Signing also works alone with any HTTP client: ``canonical_string``, ``sign``,
 ``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``.
 """
 
-__version__ = "0.1.0"
-
-from loyalty_sdk.errors import (  # noqa: E402
+from loyalty_sdk._version import __version__
+from loyalty_sdk.client import ListIterator, LoyaltyClient
+from loyalty_sdk.errors import (
     APIConnectionError,
     APIError,
     AuthenticationError,
@@ -25,7 +25,7 @@ from loyalty_sdk.errors import (  # noqa: E402
     PermissionDeniedError,
     RateLimitError,
 )
-from loyalty_sdk.objects import (  # noqa: E402
+from loyalty_sdk.objects import (
     Card,
     CashbackBalance,
     Claim,
@@ -44,9 +44,8 @@ from loyalty_sdk.objects import (  # noqa: E402
     StampBalance,
     StampBalances,
 )
-from loyalty_sdk.scopes import ENDPOINTS, SCOPES  # noqa: E402
-from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign  # noqa: E402
-from loyalty_sdk.client import ListIterator, LoyaltyClient  # noqa: E402
+from loyalty_sdk.scopes import ENDPOINTS, SCOPES
+from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign
 
 __all__ = [
     "LoyaltyClient", "ListIterator", "LoyaltyAuth", "canonical_string", "sign", "check_api_key",

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from loyalty_sdk import __version__
+from loyalty_sdk._version import __version__
 from loyalty_sdk.errors import (
     APIConnectionError,
     APIError,
