@@ -10,8 +10,9 @@ Signing also works alone with any HTTP client: ``canonical_string``, ``sign``,
 ``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``.
 """
 
+from loyalty_sdk._requestor import ListIterator
 from loyalty_sdk._version import __version__
-from loyalty_sdk.client import ListIterator, LoyaltyClient
+from loyalty_sdk.client import LoyaltyClient
 from loyalty_sdk.errors import (
     APIConnectionError,
     APIError,
@@ -48,6 +49,7 @@ from loyalty_sdk.scopes import ENDPOINTS, SCOPES
 from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign
 
 __all__ = [
+    "__version__",
     "LoyaltyClient", "ListIterator", "LoyaltyAuth", "canonical_string", "sign", "check_api_key",
     "SCOPES", "ENDPOINTS",
     "LoyaltyError", "ConfigurationError", "APIConnectionError", "APIError", "AuthenticationError",
