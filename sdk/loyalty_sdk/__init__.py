@@ -27,6 +27,7 @@ from loyalty_sdk.errors import (
     RateLimitError,
 )
 from loyalty_sdk.objects import (
+    AppliedReferral,
     Card,
     CashbackBalance,
     Claim,
@@ -57,5 +58,5 @@ __all__ = [
     "ConflictError", "RateLimitError",
     "LoyaltyObject", "KeyInfo", "Member", "MemberValidation", "OtpRequest", "OtpVerification", "Card",
     "Reward", "StampBalance", "StampBalances", "LedgerEntry", "Redemption", "CashbackBalance", "Claim",
-    "Referral", "ReferralStats", "ReferralValidation",
+    "Referral", "AppliedReferral", "ReferralStats", "ReferralValidation",
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from loyalty_sdk.objects import (
+    AppliedReferral,
     Card,
     CashbackBalance,
     Claim,
@@ -22,7 +23,6 @@ from loyalty_sdk.objects import (
     OtpRequest,
     OtpVerification,
     Redemption,
-    Referral,
     ReferralStats,
     ReferralValidation,
     StampBalances,
@@ -260,11 +260,11 @@ class Referrals(_Resource):
         method, path = self._route("referrals.validate")
         return ReferralValidation(self._requestor.request(method, path, params=_fields(code=code, member_id=member_id)))
 
-    def apply(self, *, code: str, member_id: str, idempotency_key: str | None = None) -> Referral:
+    def apply(self, *, code: str, member_id: str, idempotency_key: str | None = None) -> AppliedReferral:
         """Refer ``member_id`` with ``code`` (once per member, never itself); the program's reward is credited with it.
 
         The result's ``entries`` are the ledger entries of that reward (empty without a referral rule).
         """
         method, path = self._route("referrals.apply")
-        return Referral(self._requestor.request(method, path, json_body={"code": code, "member_id": member_id},
-                                                idempotency_key=idempotency_key))
+        return AppliedReferral(self._requestor.request(method, path, json_body={"code": code, "member_id": member_id},
+                                                       idempotency_key=idempotency_key))
