@@ -177,8 +177,12 @@ def run_key_count_benchmark(args) -> None:
     from portal.models import ApiKey, Nonce
 
     setups = []
+    # One data dir for both apps: settings (the key pepper among them) are per process, so
+    # keys issued under the first app must hash the same under the second. Each has its own
+    # database file.
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-keys-"))
     for total in (10, 100_000):
-        app = create_app({"DATA_DIR": tempfile.mkdtemp(prefix="bench-keys-")})
+        app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": f"sqlite:///{data_dir / f'keys-{total}.db'}"})
         database = db.database.obj  # create_app bound the proxy to this app's file
         with app.app_context():
             db.migrate()
