@@ -7,8 +7,8 @@ are reachable as attributes without an SDK upgrade.
 Each class declares exactly the properties of the server's response schema for it (the
 ``components.schemas`` of ``GET /v1/openapi.json``; tests/sdk/test_object_fields.py holds
 the mapping and fails when the two differ). A declared field the server leaves out of an
-answer (an optional one, such as a cashback entry's ``currency`` on a stamps entry) reads
-as None.
+answer (an optional one, such as a ledger entry's ``currency``, which only cashback entries
+carry) reads as None.
 """
 
 from __future__ import annotations
