@@ -141,8 +141,10 @@ def endpoint(method: str, rule: str, *, scope: str | None, summary: str, respons
 
         dispatch.__name__ = name
         dispatch.__doc__ = view.__doc__
+        # merge_slashes=False: an id that decodes to "/…" (`/v1/members/%2F0`) is no such
+        # member (a JSON 404), not a redirect to a merged path.
         bp.add_url_rule(rule, endpoint=name, view_func=dispatch, methods=[method],
-                        provide_automatic_options=False)
+                        provide_automatic_options=False, merge_slashes=False)
         return view
 
     return decorate
