@@ -69,7 +69,9 @@ Everything else is done for you, in this order, before the view runs:
    undoes them itself if the outside call fails (see `portal.domain.otp.request_otp`). A 429 or
    5xx response is not stored (its writes roll back), so a retry with the key runs again;
 5. the response gets `X-Request-Id`, and one log line is written per request (request id,
-   masked key, status, milliseconds; never a key, secret or body).
+   masked key, status, milliseconds; never a key, secret or body). Loggers come from
+   `portal.logs.get_logger`, which escapes control characters in what a request put into
+   a line, so a request can never write a second line.
 
 Errors: a domain function's `DomainError` needs no try/except: the dispatcher answers it
 (its kind gives the status: invalid 400, not_found 404, conflict 409, rate_limited 429,
@@ -102,8 +104,9 @@ from werkzeug.exceptions import HTTPException
 
 from portal.api.errors import REQUEST_ID_HEADER, from_http_exception, request_id
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
+from portal.logs import get_logger
 
-log = logging.getLogger("portal.api")
+log = get_logger("portal.api")
 
 __all__ = ["API_PREFIX", "REGISTRY", "SCHEMAS", "ApiCall", "Endpoint", "bp", "endpoint", "init_app", "schema_ref"]
 
@@ -173,7 +176,7 @@ def _configure_logging(state):
     """Under gunicorn nothing configures our loggers: give the API and OTP console output
     a handler of their own (unless the host already routes them, as pytest does)."""
     for name in ("portal.api", "portal.domain.otp"):
-        logger = logging.getLogger(name)
+        logger = get_logger(name)
         logger.setLevel(logging.INFO)
         if not logger.hasHandlers():
             handler = logging.StreamHandler(sys.stderr)

@@ -7,7 +7,6 @@ failure into the API's error format. See the package docstring for how to add on
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, g, request
@@ -27,9 +26,9 @@ from portal.api.idempotency import idempotency_key, run_idempotent
 from portal.api.schema import Body, Query, parse_query
 from portal.db import UNAVAILABLE_ERRORS, release_connection
 from portal.domain import DomainError
-from portal.logs import first_line, where_raised
+from portal.logs import first_line, get_logger, where_raised
 
-log = logging.getLogger("portal.api")
+log = get_logger("portal.api")
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 import smtplib
 import ssl
@@ -34,9 +33,10 @@ import requests
 from portal.config import current_settings
 from portal.db import database, is_postgres, write_transaction
 from portal.domain import Invalid, RateLimited, Unavailable
+from portal.logs import get_logger
 from portal.models import Member, Otp, OtpSend, utcnow
 
-log = logging.getLogger("portal.domain.otp")
+log = get_logger("portal.domain.otp")
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_ATTEMPTS = 5

@@ -12,7 +12,6 @@ authentication and owns its JSON errors (portal.api); this module stays out of i
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 from urllib.parse import urlsplit
 
@@ -35,9 +34,9 @@ from werkzeug.exceptions import HTTPException
 
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
-from portal.logs import first_line, where_raised
+from portal.logs import first_line, get_logger, where_raised
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CSRF_SESSION_KEY = "_csrf"
 CSRF_FIELD = "csrf_token"
