@@ -34,7 +34,8 @@ from werkzeug.exceptions import HTTPException
 
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
-from portal.logs import first_line, get_logger, where_raised
+from portal.inputs import unstorable
+from portal.logs import escape_for_log, first_line, get_logger, where_raised
 
 log = get_logger(__name__)
 
@@ -95,6 +96,29 @@ CSRF_FAILURE_MESSAGE = (
     "This form has expired or did not come from this site, so nothing was changed. "
     "Reload the page and try again."
 )
+
+
+def unstorable_input_message() -> str | None:
+    """What is wrong when a portal request carries text no database can store (a NUL, an
+    unpaired surrogate) in its path, its query or any form field, or None when all is well.
+
+    Every portal form passes through here (a request hook), so no form has to remember
+    to check each of its fields; the message names the field and says nothing was changed.
+    """
+    reason = unstorable(request.path)
+    if reason is not None:
+        return f"The address holds {reason}, which this site cannot use. Check the link."
+    sources = [request.args]
+    if request.method in STATE_CHANGING:
+        sources.append(request.form)
+    for values in sources:
+        for name, value in values.items(multi=True):
+            reason = unstorable(name) or unstorable(value)
+            if reason is not None:
+                label = escape_for_log(name).replace("_", " ")
+                return (f"The field “{label}” holds {reason}, which cannot be saved, so nothing was changed. "
+                        "Remove it (it often comes from pasting) and try again.")
+    return None
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -318,6 +342,15 @@ def init_app(app) -> None:
     def _check_role():
         if _is_portal_request():
             return permissions.check_route()
+        return None
+
+    @app.before_request
+    def _refuse_unstorable_input():
+        # After CSRF and the role check: only a legitimate form gets this far.
+        if _is_portal_request():
+            message = unstorable_input_message()
+            if message is not None:
+                return error_response(400, message)
         return None
 
     @app.after_request
