@@ -3,7 +3,8 @@
 One module per sidebar area: `auth` (sign-up, log-in), `home`, `developer` (applications,
 secrets, keys), `program` (cards, rewards, referral rule), `docs` (the guide and the API
 reference). This module holds what they share: log-in sessions (flask-login), CSRF
-protection for every state-changing request, htmx awareness (a partial or a full page
+protection for every state-changing request, one check that every form field and address
+is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page
 from the same templates, flash messages out of band), every HTML error page (without
 stack traces), and the security headers every page carries. The /v1 API has its own
 authentication and owns its JSON errors (portal.api); this module stays out of its way.
