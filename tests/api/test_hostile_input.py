@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
@@ -150,9 +151,12 @@ NOT_UTF8_PATHS = ["/v1/members/mem_\xff", "/v1/members/\xfe/stamps", "/v1/claims
 
 
 def test_escapes_that_are_not_utf8_are_refused_before_the_signature_is_checked(client, api, creds):
+    # No signature can be made for them (the SDK refuses), so send a well-formed wrong one.
+    signature = {"X-Loyalty-Timestamp": str(int(time.time())), "X-Loyalty-Nonce": "n" * 24,
+                 "X-Loyalty-Signature": "v1=" + "0" * 64}
     for query, param in NOT_UTF8_QUERIES:
         path = f"/v1/referrals/validate?{query}"
-        signed = api.get(path)
+        signed = api.get(path, sign_request=False, headers=signature)
         unsigned = api.get(path, sign_request=False, headers={"Authorization": None, "X-Loyalty-App-Id": None})
         for res in (signed, unsigned):
             assert "UTF-8" in assert_invalid(res, param)["message"], query
@@ -173,11 +177,12 @@ def test_escapes_that_are_not_utf8_are_refused_before_the_signature_is_checked(c
 
 
 def test_a_signature_never_covers_a_swapped_byte_and_views_read_what_was_signed(client, api, creds, member):
-    """The attack was: sign `code=%FF`, send `code=%FE` under the same signature (both
-    read as U+FFFD for the signature, as different strings by the view). Now a lone byte
-    is refused, and `%25FF` (the three characters `%FF`) is signed and read as such."""
+    """The attack was: sign a request whose query the server read as U+FFFD (`%FF`, `%FE`
+    and `%EF%BF%BD` all canonicalised to `code=%EF%BF%BD`), then send `%FF` or `%FE` under
+    that signature, which the view read as different strings. Now a lone byte is refused,
+    and `%25FF` (the three characters `%FF`) is signed and read as such."""
     headers = {"Authorization": f"Bearer {creds.api_key}"}
-    headers.update(sign("GET", "/v1/referrals/validate?code=%FF", b"", app_id=creds.app_id,
+    headers.update(sign("GET", "/v1/referrals/validate?code=%EF%BF%BD", b"", app_id=creds.app_id,
                         app_secret=creds.app_secret))
     for sent in ("/v1/referrals/validate?code=%FF", "/v1/referrals/validate?code=%FE"):
         assert_invalid(client.get(sent, headers=headers), "code")
