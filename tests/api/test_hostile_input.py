@@ -57,6 +57,9 @@ def test_unstorable_text_in_a_new_member_is_refused_naming_the_field(app, api):
         for value in UNSTORABLE:
             res = api.post("/v1/members", data=merged(base, field, value), content_type="application/json")
             assert_invalid(res, field)
+    # Storable, but no address: control characters would reach the OTP console line.
+    for email in ("a\x1b[2J@example.com", "a@exa\x7fmple.com", "a@example.co\x85m", "a\x0b@example.com"):
+        assert_invalid(api.post("/v1/members", json={"email": email}), "email")
     assert count(app, Member) == 0
 
 
