@@ -162,6 +162,7 @@ def test_the_readme_page_renders_the_sdk_readme(client):
     assert '<pre class="code"><code class="language-python">' in page
     assert "<table>" in page and "<th>resource</th>" in page
     assert f"README of version {VERSION}" in page and 'href="/sdk/"' in page
+    assert code_blocks(page)["Install command"] == f'pip install "loyalty-sdk @ http://localhost{WHEEL_PATH}"'
 
 
 def test_markdown_cannot_put_markup_or_script_on_the_page():
