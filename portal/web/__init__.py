@@ -1,8 +1,9 @@
 """The portal: web plumbing shared by every portal blueprint, and the blueprints.
 
 One module per sidebar area: `auth` (sign-up, log-in), `home`, `developer` (applications,
-secrets, keys), `program` (cards, rewards, referral rule), `docs` (the guide and the API
-reference), `sdk` (the Python SDK's page, README and wheel, public). This module holds what they share: log-in sessions (flask-login), CSRF
+secrets, keys), `program` (cards, rewards, referral rule), `sdk` (the SDK's page, README
+and wheel, for anyone), `docs` (the guide and the API
+reference). This module holds what they share: log-in sessions (flask-login), CSRF
 protection for every state-changing request, htmx awareness (a partial or a full page
 from the same templates, flash messages out of band), every HTML error page (without
 stack traces), and the security headers every page carries. The /v1 API has its own
