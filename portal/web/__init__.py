@@ -1,7 +1,8 @@
 """The portal: web plumbing shared by every portal blueprint, and the blueprints.
 
 One module per sidebar area: `auth` (sign-up, log-in), `home`, `developer` (applications,
-secrets, keys), `program` (cards, rewards, referral rule), `docs` (the guide and the API
+secrets, keys), `program` (cards, rewards, referral rule), `sdk` (the SDK's page, README
+and wheel, for anyone), `docs` (the guide and the API
 reference). This module holds what they share: log-in sessions (flask-login), CSRF
 protection for every state-changing request, one check that every form field and address
 is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page
@@ -297,7 +298,7 @@ def _load_user(user_id: str):
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import auth, developer, docs, home, permissions, program
+    from portal.web import auth, developer, docs, home, permissions, program, sdk
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
@@ -308,7 +309,8 @@ def init_app(app) -> None:
     def _connect():
         # A portal page needs the database (the user, the partner's data): connect up front,
         # so a database that is away answers the portal's 503 page, not half a page.
-        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz"):
+        # The SDK wheel needs no database: pip installs keep working while it is away.
+        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "sdk.wheel"):
             database.connect(reuse_if_open=True)
 
     @app.before_request
@@ -370,7 +372,7 @@ def init_app(app) -> None:
                 headers["Cache-Control"] = "no-store"
         return response
 
-    for blueprint in (auth.bp, home.bp, developer.bp, program.bp, docs.bp):
+    for blueprint in (auth.bp, home.bp, developer.bp, program.bp, docs.bp, sdk.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

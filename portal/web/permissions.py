@@ -30,6 +30,10 @@ ROUTE_ROLES: dict[str, str] = {
     "auth.signup": PUBLIC,
     "auth.login": PUBLIC,
     "docs.api": PUBLIC,
+    # the SDK: partners' developers and their CI fetch it with pip, without a log-in
+    "sdk.index": PUBLIC,
+    "sdk.readme": PUBLIC,
+    "sdk.wheel": PUBLIC,
     # any signed-in user
     "auth.logout": "viewer",
     "home.index": "viewer",

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Generic, Mapping, TypeVar
@@ -199,9 +200,13 @@ class Requestor:
                     self._sleep(delay)
                     attempt += 1
                     continue
+                untrusted = _certificate_not_trusted(exc)
+                reason = (f"the server's TLS certificate is not trusted ({untrusted}); if the platform uses a "
+                          "private certificate authority, set REQUESTS_CA_BUNDLE to that CA's certificate (PEM)"
+                          if untrusted else f"{type(exc).__name__}: {_short(exc)}")
                 raise APIConnectionError(
                     f"could not complete {method} {urlsplit(url).path} at {self.base_url} "
-                    f"after {attempt + 1} attempt{'s' if attempt else ''}: {type(exc).__name__}: {_short(exc)}"
+                    f"after {attempt + 1} attempt{'s' if attempt else ''}: {reason}"
                 ) from exc
 
             status = response.status_code
@@ -323,6 +328,22 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _certificate_not_trusted(exc: BaseException) -> str | None:
+    """OpenSSL's reason when the failure is a certificate that did not verify (found inside
+    the exceptions requests and urllib3 wrap it in), else None."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_message or "certificate verify failed"
+        inner = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        pending += [e for e in inner if isinstance(e, BaseException)]
+    return None
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

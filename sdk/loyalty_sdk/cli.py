@@ -6,7 +6,13 @@ Reads ``LOYALTY_APP_ID``, ``LOYALTY_APP_SECRET``, ``LOYALTY_API_KEY`` and ``LOYA
     loyalty-sdk curl GET /v1/key           # a ready, signed curl command
     loyalty-sdk curl POST /v1/members --data '{"email": "ana@example.com"}'
 
-Exit status: 0 on success, 1 when the API refuses, 2 for a usage or configuration error.
+The printed curl command refers to the key as ``$LOYALTY_API_KEY`` (the shell fills it in),
+so the key never lands in shell history or a pasted bug report; the App Secret is never
+printed (only the one-time signature made with it).
+
+Exit status: 0 on success, 1 when the API refuses, 2 for a usage or configuration error,
+141 when the reader of the output went away (``loyalty-sdk whoami | head -1``), as for
+other Unix tools.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from loyalty_sdk.client import LoyaltyClient
 from loyalty_sdk.errors import ConfigurationError, LoyaltyError
 
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+# Expanded by the shell that runs the printed command (POSIX shells, zsh, fish).
+AUTHORIZATION_FROM_ENV = '-H "Authorization: Bearer $LOYALTY_API_KEY"'
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     curl = commands.add_parser(
         "curl", help="print a ready, signed curl command for one request",
         description="Print a curl command signed for METHOD PATH (and its body). The signature holds "
-                    "for one use within 5 minutes: run it right away.",
+                    "for one use within 5 minutes: run it right away, in a shell where LOYALTY_API_KEY is "
+                    "set (the command refers to $LOYALTY_API_KEY instead of printing the key).",
     )
     curl.add_argument("method", metavar="METHOD", type=str.upper, choices=METHODS, help="GET, POST, PATCH, …")
     curl.add_argument("path", metavar="PATH", help="the path with its query, e.g. /v1/members?limit=5")
@@ -80,7 +90,8 @@ def whoami(client: LoyaltyClient, as_json: bool) -> int:
 
 def curl_command(client: LoyaltyClient, method: str, path: str, data: str | None,
                  idempotency_key: str | None = None) -> str:
-    """A shell-quoted ``curl`` command carrying the API key and a fresh signature for this one request."""
+    """A shell-quoted ``curl`` command with a fresh signature for this one request; the API
+    key is left to the shell (``$LOYALTY_API_KEY``), and the App Secret is not in it."""
     if not path.startswith("/"):
         path = "/" + path
     url = requote_uri(client.base_url + path)  # escaped the way an HTTP client sends it, then signed as such
@@ -92,7 +103,10 @@ def curl_command(client: LoyaltyClient, method: str, path: str, data: str | None
         headers["Idempotency-Key"] = idempotency_key or "cli_" + os.urandom(16).hex()
     parts = [f"curl -sS --globoff -X {method} {shlex.quote(url)}"]
     for name, value in headers.items():
-        parts.append("-H " + shlex.quote(f"{name}: {value}"))
+        if name == "Authorization":
+            parts.append(AUTHORIZATION_FROM_ENV)
+        else:
+            parts.append("-H " + shlex.quote(f"{name}: {value}"))
     if body is not None:
         parts.append("--data-raw " + shlex.quote(data))  # type: ignore[arg-type]
     return " \\\n  ".join(parts)
@@ -100,6 +114,26 @@ def curl_command(client: LoyaltyClient, method: str, path: str, data: str | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``loyalty-sdk`` command."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # so a closed pipe fails here, not in the interpreter's exit
+    except BrokenPipeError:
+        _stop_writing_to_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _stop_writing_to_stdout() -> None:
+    # The reader is gone: point stdout at /dev/null so nothing left in its buffer makes
+    # Python print "Exception ignored … BrokenPipeError" on the way out.
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         client = LoyaltyClient.from_env(max_retries=0 if args.command == "curl" else 2)
@@ -119,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not isinstance(parsed, dict):
                 return _fail("--data must be a JSON object, e.g. '{\"email\": \"ana@example.com\"}'", 2)
         print(curl_command(client, args.method, args.path, args.data, args.idempotency_key))
-        print("# signed for one use within 5 minutes", file=sys.stderr)
+        print("# signed for one use within 5 minutes; the shell that runs it needs LOYALTY_API_KEY set",
+              file=sys.stderr)
         return 0
 
 

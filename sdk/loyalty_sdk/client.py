@@ -10,6 +10,7 @@ reused for every call.
 from __future__ import annotations
 
 import os
+import platform
 import time
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -33,6 +34,9 @@ ENV_API_KEY = "LOYALTY_API_KEY"
 ENV_BASE_URL = "LOYALTY_BASE_URL"
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+# Sent on every request (DESIGN.md §11), so the portal's request log shows which SDK and
+# Python made a call. Computed once, at import.
+USER_AGENT = f"loyalty-sdk/{__version__} python/{platform.python_version()}"
 DEFAULT_MAX_RETRIES = 2
 
 
@@ -132,7 +136,7 @@ class LoyaltyClient:
             base_url, self._auth, self._session, timeout=timeout, max_retries=max_retries,
             retry_backoff=retry_backoff, max_retry_delay=max_retry_delay,
             headers={"Accept": "application/json",
-                     "User-Agent": f"loyalty-sdk-python/{__version__} {requests.utils.default_user_agent()}"},
+                     "User-Agent": USER_AGENT},
         )
         self._scopes = KeyScopes(self._requestor, mode=self.mode, masked_key=mask_key(api_key))
         self.members = Members(self._requestor, self._scopes)

@@ -21,7 +21,11 @@ from typing import Any, Iterable, Mapping
 
 
 class LoyaltyError(Exception):
-    """Base of every SDK error: ``status``, ``code``, ``message`` and ``request_id`` (None when not from the server)."""
+    """Base of every SDK error: ``status``, ``code``, ``message`` and ``request_id`` (None when not from the server).
+
+    ``str()`` reads ``[status code] message (param: …) (request req_…)``: the request id is
+    what to paste into the portal's request log (or quote to support) to find the call.
+    """
 
     def __init__(
         self,
@@ -50,8 +54,8 @@ class LoyaltyError(Exception):
         text = f"[{head}] {self.message}" if head else self.message
         if self.param:
             text += f" (param: {self.param})"
-        if self.request_id:
-            text += f" (request id: {self.request_id})"
+        if self.request_id and self.request_id not in self.message:
+            text += f" (request {self.request_id})"
         return text
 
     def __repr__(self) -> str:

@@ -7,11 +7,14 @@ faults (drop the connection, answer for the server, or swallow the server's answ
         proxy.fail_next("answer", status=429, headers={"Retry-After": "0"}, body=b"...")
         client = LoyaltyClient(..., base_url=proxy.url)
         proxy.requests  # [Seen(method, path, headers, status), ...]
+
+    FaultProxy(live_server.url, tls=context)           # HTTPS in front, with context's certificate
 """
 
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,7 +48,8 @@ class Fault:
 class FaultProxy:
     """A threaded HTTP proxy in front of `upstream` on a free loopback port."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, *, tls: ssl.SSLContext | None = None):
+        """`tls`: a server-side SSL context, to answer HTTPS (with its certificate) instead of HTTP."""
         parts = urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname, parts.port
         self.requests: list[Seen] = []
@@ -100,7 +104,9 @@ class FaultProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _take_fault(self, path: str) -> Fault | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import re
 import secrets
 
 import pytest
@@ -11,12 +13,16 @@ from loyalty_sdk import (
     APIError,
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     InsufficientScopeError,
+    InvalidRequestError,
     KeyInfo,
     LoyaltyClient,
     LoyaltyError,
+    NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    __version__,
 )
 from tests.sdk.conftest import create_key
 
@@ -142,7 +148,42 @@ def test_a_revoked_or_unknown_key_is_an_authentication_error_with_the_request_id
         client.key_info()
     assert caught.value.code == "invalid_api_key" and caught.value.status == 401
     assert caught.value.request_id.startswith("req_")
-    assert "invalid_api_key" in str(caught.value) and caught.value.request_id in str(caught.value)
+    assert "invalid_api_key" in str(caught.value)
+    assert str(caught.value).count(caught.value.request_id) == 1
+
+
+def test_every_error_class_names_its_request_id_the_same_way_for_pasting_into_the_request_log():
+    made = [
+        LoyaltyError("Boom.", status=500, request_id="req_a1"),
+        APIError("Upstream failed.", status=502, code="bad_gateway", request_id="req_a1"),
+        AuthenticationError("The signature does not match.", status=401, code="invalid_signature",
+                            request_id="req_a1", server_canonical_string="A\nB", sdk_canonical_string="A\nC"),
+        PermissionDeniedError("Disabled.", status=403, code="account_disabled", request_id="req_a1"),
+        InsufficientScopeError("Needs stamps_write.", status=403, missing=["stamps_write"], request_id="req_a1"),
+        InvalidRequestError("Too long.", status=400, code="invalid_parameter", param="email", request_id="req_a1"),
+        NotFoundError("No such member.", status=404, code="member_not_found", request_id="req_a1"),
+        ConflictError("Not enough stamps.", status=409, code="insufficient_stamps", request_id="req_a1"),
+        RateLimitError("Slow down.", status=429, code="rate_limited", retry_after=3, request_id="req_a1"),
+    ]
+    for error in made:
+        first_line = str(error).splitlines()[0]
+        assert first_line.endswith(" (request req_a1)"), first_line
+        assert str(error).count("req_a1") == 1
+    # A message that already names the request (the gate's "see the request log for …") keeps it once.
+    named = NotFoundError("No such member; see the request log for req_b2.", status=404, request_id="req_b2")
+    assert str(named) == "[404] No such member; see the request log for req_b2."
+    assert "(request" not in str(LoyaltyError("Not sent.")) and "(request" not in str(APIConnectionError("Down."))
+
+
+def test_every_request_carries_the_sdk_user_agent(make_client, proxy):
+    client = make_client(base_url=proxy.url, retry_backoff=0)
+    client.key_info()
+    proxy.fail_next("after_upstream", status=503, path_prefix="/v1/members")  # one retry too
+    client.members.create(email=f"ua-{secrets.token_hex(4)}@example.com")
+    sent = {seen.headers.get("User-Agent") for seen in proxy.requests}
+    assert len(proxy.requests) == 3
+    assert sent == {f"loyalty-sdk/{__version__} python/{platform.python_version()}"}
+    assert re.fullmatch(r"loyalty-sdk/\d+\.\d+\.\d+ python/\d+\.\d+\.\d+\S*", sent.pop())
 
 
 def test_an_unreachable_server_is_an_api_connection_error_not_a_requests_exception(demo):

@@ -59,7 +59,8 @@ def test_application_page_shows_app_id_masked_secret_keys_and_sdk_snippet(signed
     assert "stamps_read" in page and "stamps_write" in page and ">Test<" in page
     assert "Never used" in page and "Active" in page
     assert "Key rotation" in page
-    assert "pip install ./sdk" in page and "not the unrelated" in page
+    assert 'pip install &#34;loyalty-sdk @ http://localhost/sdk/loyalty_sdk-' in page
+    assert "not an extra index" in page and "pip install ./sdk" not in page
     assert f'app_id="{org.app_id}"' in page
     assert 'os.environ["LOYALTY_APP_SECRET"]' in page and 'os.environ["LOYALTY_API_KEY"]' in page
     assert "LoyaltyClient.from_env()" in page
