@@ -123,10 +123,8 @@ def authenticate(email: str, password: str) -> User | None:
     if not ok:
         audit.record("login.failed", user=user, detail="wrong password")
         return None
-    fields = {"last_login_at": utcnow()}
     if new_hash:
-        fields["password_hash"] = new_hash
-    User.update(**fields).where(User.id == user.id).execute()
+        User.update(password_hash=new_hash).where(User.id == user.id).execute()
     return user
 
 
@@ -180,7 +178,9 @@ def second_factor(user_id, code: str, *, address: str) -> tuple[User, str]:
 
 
 def record_login(user: User, *, how: str = "password") -> None:
-    """The audit entry of a completed log-in."""
+    """A completed log-in (after the second factor, when there is one): its time on the
+    user and its audit entry."""
+    User.update(last_login_at=utcnow()).where(User.id == user.id).execute()
     audit.record("login.succeeded", user=user, target=user.email, detail=f"with {how}")
 
 
