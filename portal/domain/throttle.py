@@ -8,7 +8,8 @@ email or address is kept by this table).
 Counting is reserve-then-check: an attempt is inserted (committed on its own) before the
 guarded work runs, then the attempts in the window are counted. Of any attempts racing
 each other, the one committed last sees all the others, so no more than `count` ever get
-through, without a lock. An attempt refused by the limit is taken back (it does not push
+through, without a lock (a burst may get fewer through: each counts whatever has
+committed by then). An attempt refused by the limit is taken back (it does not push
 the window further out); one that succeeded may be taken back by the caller (`forget`),
 so only failures count where the rule says "failed log-ins".
 """
