@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import logging
 import re
 import secrets
 import time
@@ -26,10 +27,12 @@ import segno
 from markupsafe import Markup
 
 from portal.config import current_settings
-from portal.db import database
+from portal.db import database, write_transaction
 from portal.domain import Conflict, Invalid, audit, throttle
 from portal.domain.applications import secret_box
 from portal.models import RecoveryCode, User, utcnow
+
+log = logging.getLogger(__name__)
 
 ISSUER = "Loyalty Partners"
 RECOVERY_CODE_COUNT = 10
@@ -46,7 +49,13 @@ def _totp(secret: str) -> pyotp.TOTP:
 def _secret_of(user: User) -> str | None:
     if not user.totp_secret:
         return None
-    return secret_box().decrypt(user.totp_secret)
+    try:
+        return secret_box().decrypt(user.totp_secret)
+    except ValueError:
+        # The encryption key that made it is gone: codes cannot be checked, recovery
+        # codes (keyed by the pepper) still work. Said once per attempt, to the log.
+        log.error("the two-factor secret of user %s cannot be decrypted with LOYALTY_ENCRYPTION_KEY", user.id)
+        return None
 
 
 # -- set-up -------------------------------------------------------------------------------
@@ -154,10 +163,10 @@ def check_code(user: User, code: str, *, now: float | None = None) -> str | None
 
     Returns "code" or "recovery code" for what was accepted, or None.
     """
-    secret = _secret_of(user) if user.has_two_factor else None
-    if secret is None:
+    if not user.has_two_factor:
         return None
-    step = _matching_step(secret, code, now)
+    secret = _secret_of(user)
+    step = _matching_step(secret, code, now) if secret else None
     if step is not None:
         # Only a step after the last one accepted: a code seen once (on this or another
         # server process) is refused from then on.
@@ -230,3 +239,34 @@ def new_recovery_codes(user: User, code: str) -> list[str]:
         _replace_recovery_codes(user, codes, utcnow())
         audit.record("2fa.recovery_codes_replaced", user=user, target=user.email)
     return codes
+
+
+def reencrypt_totp_secrets() -> int:
+    """Re-encrypt every stored TOTP secret under the first LOYALTY_ENCRYPTION_KEY (with the
+    App Secrets, when the server's encryption key is rotated); all or none. Returns how
+    many were rewritten."""
+    box = secret_box()
+    count = 0
+    with write_transaction():
+        for row in User.select(User.id, User.totp_secret).where(User.totp_secret.is_null(False)).order_by(User.id):
+            User.update(totp_secret=box.rotate(row.totp_secret)).where(User.id == row.id).execute()
+            count += 1
+        if count:
+            audit.record("encryption_key.rotated", actor="cli", detail=f"{count} two-factor secrets re-encrypted")
+    return count
+
+
+def reset_two_factor(user: User, *, actor: str = "cli") -> bool:
+    """Turn two-factor off for a user who lost their phone and their recovery codes (an
+    operator does this after checking who is asking); their sessions end. Returns False
+    when it was off already."""
+    from portal.domain.sessions import end_all_sessions
+
+    with write_transaction():
+        changed = (User.update(totp_secret=None, totp_enabled_at=None, totp_last_step=None)
+                   .where((User.id == user.id) & User.totp_secret.is_null(False)).execute())
+        RecoveryCode.delete().where(RecoveryCode.user == user).execute()
+        if changed:
+            end_all_sessions(user)
+            audit.record("2fa.disabled", user=user, actor=actor, target=user.email, detail="by the operator")
+    return bool(changed)
