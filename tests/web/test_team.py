@@ -228,3 +228,11 @@ def test_another_partners_user_cannot_be_touched(app, signed_in, other_org):
     assert signed_in.post(f"/team/users/{other_org.user_id}/remove", {"confirmed": "1"}).status_code == 404
     assert other_org.email not in signed_in.get("/team").get_data(as_text=True)
     assert role_of(app, other_org.email) == "owner"
+
+
+def test_the_sidebar_and_the_docs_lead_to_the_team_and_security_pages(signed_in):
+    home = signed_in.get("/").get_data(as_text=True)
+    for href, label in (("/team", "Team"), ("/account", "Account"), ("/audit", "Audit log")):
+        assert f'href="{href}">{label}</a>' in home
+    guide = signed_in.get("/docs").get_data(as_text=True)
+    assert "Team and security" in guide and "12 hours without use" in guide and "recovery codes" in guide
