@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import email
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from portal import create_app, db
-
-sys.path.insert(0, str(Path(__file__).parent / "web"))
-from portal_helpers import PASSWORD, PortalClient, make_org  # noqa: E402
+from tests.conftest import free_port
+from tests.web.portal_helpers import PASSWORD, PortalClient, make_org
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -39,8 +36,6 @@ class Inbox:
 
 @pytest.fixture
 def inbox():
-    from conftest import free_port
-
     box = Inbox()
     controller = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=free_port())
     controller.start()
@@ -104,8 +99,6 @@ def test_a_production_otp_email_goes_through_the_same_mail(mail_app, inbox):
 
 
 def test_an_unreachable_mail_server_still_shows_the_invite_link(tmp_path):
-    from conftest import free_port
-
     app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "SMTP_URL": f"smtp://127.0.0.1:{free_port()}"})
     with app.app_context():
         db.migrate()

@@ -235,7 +235,8 @@ def request_password_reset(email: str, *, address: str, link_for: Callable[[str]
         # Only the newest link works: asking again retires the ones before it.
         PasswordReset.delete().where((PasswordReset.user == user) & PasswordReset.used_at.is_null()).execute()
         PasswordReset.create(user=user, token_hash=token_hash(token), created_at=now, expires_at=now + RESET_LIFETIME)
-        audit.record("password.reset_requested", user=user, target=user.email)
+        # Anyone who knows the email can ask: the entry names nobody as the one who acted.
+        audit.record("password.reset_requested", partner=user.partner_id, actor="anonymous", target=user.email)
     send_mail_in_background(user.email, "Reset your Loyalty Partners password", (
         "Someone (we hope you) asked to reset the password of your Loyalty Partners account.\n\n"
         f"Set a new password here (the link works once, for one hour):\n{link_for(token)}\n\n"

@@ -16,8 +16,7 @@ from portal.domain.accounts import change_password as change_account_password
 from portal.domain.accounts import log_out_everywhere
 from portal.domain.sessions import live_session_count
 from portal.models import User
-from portal.web import begin_session, client_address, end_current_session, is_htmx, no_store, render_partial, \
-    see_other
+from portal.web import begin_session, client_address, end_current_session, is_htmx, no_store, render_partial, see_other
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
