@@ -5,13 +5,14 @@ every instance sharing the database counts the same ones. A limit is `count` att
 kind by one subject within `window`; the subject is stored only as a keyed hash (no typed
 email or address is kept by this table).
 
-Counting is reserve-then-check: an attempt is inserted (committed on its own) before the
-guarded work runs, then the attempts in the window are counted. Of any attempts racing
-each other, the one committed last sees all the others, so no more than `count` ever get
-through, without a lock (a burst may get fewer through: each counts whatever has
-committed by then). An attempt refused by the limit is taken back (it does not push
-the window further out); one that succeeded may be taken back by the caller (`forget`),
-so only failures count where the rule says "failed log-ins".
+Counting is check-then-count under a lock: for each subject the attempts in the window
+are counted and, when under the limit, one more is inserted, in one short write
+transaction that holds a lock for that (kind, subject) — a transaction-scoped advisory
+lock on PostgreSQL, the database's write lock on SQLite (BEGIN IMMEDIATE). So exactly
+`count` attempts get through a burst, across every process. An attempt refused by the
+limit is not counted (it does not push the window further out); one that succeeded may be
+taken back by the caller (`forget`), so only failures count where the rule says "failed
+log-ins".
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from portal.config import current_settings
+from portal.db import database, is_postgres, write_transaction
 from portal.domain import RateLimited
 from portal.models import Attempt, utcnow
 
@@ -108,25 +110,31 @@ def reserve(*pairs: tuple[Limit, str]) -> list[int]:
     """
     now = utcnow()
     ids: list[int] = []
-    try:
+    with write_transaction():
         for limit, value in pairs:
             subject = subject_of(value)
-            row = Attempt.create(kind=limit.kind, subject=subject, created_at=now)
-            ids.append(row.id)
+            _lock(limit.kind, subject)
             counted = (Attempt.select()
                        .where((Attempt.kind == limit.kind) & (Attempt.subject == subject)
                               & (Attempt.created_at > _window_start(limit, now)))
                        .count())
-            if counted > limit.count:
-                forget(ids)
-                ids = []
+            if counted >= limit.count:
                 wait = retry_after(limit, value) or 1
+                # Raising rolls back the attempts this call already inserted for other limits.
                 raise RateLimited(limit.message.format(wait=wait_text(wait)), code="too_many_attempts",
                                   retry_after=wait)
-    finally:
-        if ids and secrets.randbelow(100) == 0:
-            sweep()
+            ids.append(Attempt.create(kind=limit.kind, subject=subject, created_at=now).id)
+    if secrets.randbelow(100) == 0:
+        sweep()
     return ids
+
+
+def _lock(kind: str, subject: str) -> None:
+    """Serialise counting for one (kind, subject) until the transaction ends (PostgreSQL;
+    SQLite's write transaction already serialises every writer)."""
+    if is_postgres():
+        key = int(hashlib.sha256(f"{kind}:{subject}".encode()).hexdigest()[:15], 16)
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
 
 
 def forget(ids: list[int]) -> None:
