@@ -1,7 +1,8 @@
 """Soak: a bounded mixed load against the production server, per engine. Prints figures.
 
 For each engine (SQLite, and PostgreSQL when a server URL is given) it starts
-`loyalty-portal serve --workers N` on a fresh database on loopback, creates the demo
+`loyalty-portal serve --workers N` on a fresh database on loopback (the tests' LiveServer,
+from tests/conftest.py), creates the demo
 partner and a set of members, then drives it for `--seconds` (at most 120) from several
 client processes, each a partner integration signing its own calls (loyalty_sdk's
 LoyaltyAuth over `requests`): about 60 % reads (member, cashback balance, stamps, cashback
@@ -20,14 +21,10 @@ database beside it (`loyalty_soak_<pid>`) and drops it afterwards.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +32,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for tests.conftest
 MAX_SECONDS = 120
 MEMBERS = 40
 
@@ -42,58 +40,15 @@ MEMBERS = 40
 # -- the server -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _server(database_url: str | None, workers: int):
+    """The tests' LiveServer on a fresh data dir, running this checkout's code, with the
+    database at `database_url` (None: a SQLite file in the data dir); not started yet."""
+    from tests.conftest import LiveServer
 
-
-class Server:
-    """`loyalty-portal serve` on a fresh data dir and database, in its own process group."""
-
-    def __init__(self, database_url: str, workers: int):
-        self.data_dir = Path(tempfile.mkdtemp(prefix="loyalty-soak-"))
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LOYALTY_DATA_DIR": str(self.data_dir), "LOYALTY_DATABASE_URL": database_url}
-        self.workers = workers
-        self.proc = None
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "portal.cli", *args], env=self.env, capture_output=True,
-                              text=True, timeout=120, cwd=REPO)
-        if done.returncode != 0:
-            raise SystemExit(f"loyalty-portal {' '.join(args)} failed: {done.stderr.strip()}")
-        return done.stdout
-
-    def start(self) -> "Server":
-        import requests
-
-        self.log = open(self.data_dir / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("server did not answer /healthz within 60 s")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    if database_url:
+        env["LOYALTY_DATABASE_URL"] = database_url
+    return LiveServer(Path(tempfile.mkdtemp(prefix="loyalty-soak-")), workers=workers, env=env)
 
 
 # -- the clients ----------------------------------------------------------------------------
@@ -170,12 +125,10 @@ def _client(n: int, url: str, creds: dict, members: list[str], card_id: str, sec
 # -- one engine -------------------------------------------------------------------------------
 
 
-def soak(engine: str, database_url: str, args) -> dict:
-    server = Server(database_url, args.workers)
-    server.cli("migrate")
-    creds = json.loads(server.cli("demo", "--json"))
-    server.start()
+def soak(engine: str, database_url: str | None, args) -> dict:
+    server = _server(database_url, args.workers).start()  # `serve` migrates the database first
     try:
+        creds = server.demo()
         session = _session(creds)
         card_id = session.get(server.url + "/v1/cards", timeout=30).json()["data"][0]["id"]
         members = []
@@ -263,8 +216,7 @@ def main() -> None:
     reports = []
     for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
         if engine == "sqlite":
-            data = Path(tempfile.mkdtemp(prefix="loyalty-soak-db-"))
-            reports.append(soak("sqlite", f"sqlite:///{data / 'loyalty.db'}", args))
+            reports.append(soak("sqlite", None, args))
         elif engine == "postgres":
             if not args.postgres_url:
                 print("postgres: skipped (no --postgres-url and no LOYALTY_TEST_DATABASE_URL)")

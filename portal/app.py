@@ -6,6 +6,9 @@ import logging
 from pathlib import Path
 
 from flask import Flask, jsonify, send_from_directory
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream, get_input_stream
 
 from portal import db
 from portal.config import load_settings, use_settings
@@ -25,6 +28,37 @@ def _htmx_dir() -> str:
     import js_lib_htmx
 
     return str(Path(js_lib_htmx.__file__).parent / "static" / "htmx")
+
+
+class _AtMostStream(LimitedStream):
+    """A body without Content-Length (chunked), read up to the limit: one byte more than
+    the limit is a 413, not a body silently cut at the limit (werkzeug's LimitedStream
+    stops reading at the limit and returns what it has)."""
+
+    def on_exhausted(self) -> None:
+        if self._stream.read(1):
+            raise RequestEntityTooLarge()
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        if self.is_exhausted:
+            self.on_exhausted()
+        return data
+
+
+class BoundedBody:
+    """A request mixin enforcing MAX_CONTENT_LENGTH on every body however it is framed: a
+    Content-Length past it is refused before reading (as werkzeug does), and a chunked
+    body is refused once it runs past it."""
+
+    @cached_property
+    def stream(self):
+        if self.shallow:
+            raise RuntimeError("a shallow request cannot read its body")
+        limit = self.max_content_length
+        if limit is not None and self.content_length is None and "wsgi.input_terminated" in self.environ:
+            return _AtMostStream(self.environ["wsgi.input"], limit, is_max=True)
+        return get_input_stream(self.environ, max_content_length=limit)
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -61,6 +95,8 @@ def create_app(config: dict | None = None) -> Flask:
 
     web.init_app(app)
     api.init_app(app)
+    # Last, on top of whatever request class the extensions installed (htmx-flask has its own).
+    app.request_class = type("BoundedRequest", (BoundedBody, app.request_class), {})
 
     @app.get("/static/htmx/<path:filename>")
     def htmx_static(filename):

@@ -33,6 +33,19 @@ def _emit(data: dict, as_json: bool, lines: list[str]) -> None:
             click.echo(line)
 
 
+def _unstorable_argument(args) -> str | None:
+    """Arguments reach the database as they are: one that is not valid UTF-8 (Python
+    hands its bytes over as lone surrogates) is refused before any command runs."""
+    from portal.inputs import unstorable
+
+    for position, arg in enumerate(args, 1):
+        reason = unstorable(arg) if isinstance(arg, str) else None
+        if reason is not None:
+            return (f"argument {position} holds {reason}, which cannot be stored "
+                    "(was it written in an encoding other than UTF-8?); nothing was done")
+    return None
+
+
 class _OneLineErrors(click.Group):
     """A group whose usage errors (a bad --mode, a missing option) are one line, like its
     other errors, instead of the usage text followed by the error."""
@@ -40,6 +53,10 @@ class _OneLineErrors(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        refusal = _unstorable_argument(sys.argv[1:] if args is None else args)
+        if refusal:
+            click.echo(f"Error: {refusal}", err=True)
+            sys.exit(2)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:

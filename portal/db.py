@@ -29,9 +29,10 @@ from playhouse.db_url import parse as parse_url
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from portal.config import ConfigError
+from portal.logs import get_logger
 
 database = peewee.DatabaseProxy()
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -19,9 +19,9 @@ from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from portal.config import current_settings
-from portal.logs import first_line
+from portal.logs import first_line, get_logger
 
-log = logging.getLogger("portal.mail")
+log = get_logger("portal.mail")
 
 SMTP_TIMEOUT_SECONDS = 10
 
@@ -89,8 +89,10 @@ def send_smtp(url: str, mail_from: str, to: str, subject: str, text: str) -> Non
 
 
 def _console(to: str, subject: str, text: str) -> None:
+    # One message, one log line (portal.logs): the body's line breaks become spaces, so a
+    # link in it stands between spaces, ready to copy.
     _ensure_console_handler()
-    log.info("mail to %s: %s\n%s", to, subject, text)
+    log.info("mail to %s: %s | %s", to, subject, " ".join(text.split()))
 
 
 def _ensure_console_handler() -> None:

@@ -53,12 +53,16 @@ What the view gets and returns
   `flask.Response`.
 
 Everything else is done for you, in this order, before the view runs:
+0. the path and the query decoded once, as UTF-8 (`portal.signing`): escapes that are not
+   UTF-8, or a NUL in the path, are 400 `invalid_request` (`param`: the query parameter,
+   or `path`) before the gate; the signature covers, and `call.query` holds, these pairs;
 1. the gate (`portal.api.gate.verify_request`, DESIGN.md §4 checks 1-5), then the scope
    (check 6, 403 `insufficient_scope` naming `required_scope`);
 2. the query string against `query=` (unknown/repeated params refused);
-3. the body against `body=` (415 non-JSON, 413 past 64 KiB, 400 `invalid_request` with
-   `param` for unknown, mistyped or missing fields). An endpoint without `body=` accepts
-   only an empty body or `{}`;
+3. the body against `body=` (415 non-JSON, 413 past 64 KiB however it is framed, 400
+   `invalid_request` with `param` for unknown, mistyped or missing fields, and for text no
+   database stores: NUL or an unpaired surrogate, in any string or field name). An
+   endpoint without `body=` accepts only an empty body or `{}`;
 4. for every POST, `Idempotency-Key` (`portal.api.idempotency`): replay with
    `Idempotent-Replayed: true`, 409 `idempotency_key_reused` / `idempotency_request_in_progress`,
    scoped to (application, mode), 24 h. With a key, the view runs inside one write
@@ -69,7 +73,9 @@ Everything else is done for you, in this order, before the view runs:
    undoes them itself if the outside call fails (see `portal.domain.otp.request_otp`). A 429 or
    5xx response is not stored (its writes roll back), so a retry with the key runs again;
 5. the response gets `X-Request-Id`, and one log line is written per request (request id,
-   masked key, status, milliseconds; never a key, secret or body).
+   masked key, status, milliseconds; never a key, secret or body). Loggers come from
+   `portal.logs.get_logger`, which escapes control characters in what a request put into
+   a line, so a request can never write a second line.
 
 Errors: a domain function's `DomainError` needs no try/except: the dispatcher answers it
 (its kind gives the status: invalid 400, not_found 404, conflict 409, rate_limited 429,
@@ -100,10 +106,12 @@ import time
 from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from portal.api.errors import REQUEST_ID_HEADER, from_http_exception, request_id
+from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
+from portal.logs import get_logger
+from portal.signing import NotUtf8, decode_wsgi_path
 
-log = logging.getLogger("portal.api")
+log = get_logger("portal.api")
 
 __all__ = ["API_PREFIX", "REGISTRY", "SCHEMAS", "ApiCall", "Endpoint", "bp", "endpoint", "init_app", "schema_ref"]
 
@@ -126,6 +134,9 @@ def _start_request():
     g.api_started = time.perf_counter()
     if not _is_api_path(request.path):
         return None
+    refusal = _undecodable_path()
+    if refusal is not None:
+        return refusal.response()
     if request.routing_exception is not None:
         exc = request.routing_exception
         if isinstance(exc, HTTPException) and exc.code in (404, 405):
@@ -134,6 +145,18 @@ def _start_request():
     if request.endpoint not in REGISTRY:
         # Fail closed: a /v1 route that did not come through @endpoint is never served.
         return from_http_exception(_NOT_FOUND).response()
+    return None
+
+
+def _undecodable_path() -> ApiError | None:
+    """A path whose escapes are not UTF-8 has no canonical form (two such paths would share
+    one signature), and a NUL in it cannot reach a database: 400 before anything else."""
+    try:
+        path = decode_wsgi_path(request.environ.get("PATH_INFO", ""))
+    except NotUtf8 as exc:
+        return invalid_request(str(exc), "path")
+    if "\x00" in path:
+        return invalid_request("The path must not contain NUL characters (%00).", "path")
     return None
 
 
@@ -173,7 +196,7 @@ def _configure_logging(state):
     """Under gunicorn nothing configures our loggers: give the API and OTP console output
     a handler of their own (unless the host already routes them, as pytest does)."""
     for name in ("portal.api", "portal.domain.otp"):
-        logger = logging.getLogger(name)
+        logger = get_logger(name)
         logger.setLevel(logging.INFO)
         if not logger.hasHandlers():
             handler = logging.StreamHandler(sys.stderr)

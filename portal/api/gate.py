@@ -239,11 +239,12 @@ def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
     return key, [row[-1] for row in rows if row[-1] is not None]
 
 
-def verify_request(method: str, path: str, query_string: str, body: bytes, headers) -> Caller:
+def verify_request(method: str, path: str, query, body: bytes, headers) -> Caller:
     """Checks 1–5 of DESIGN.md §4 in order; returns the Caller or raises ApiError.
 
-    `path` is the percent-decoded path as the WSGI server hands it over, `query_string`
-    the raw query, `body` the raw bytes, `headers` any case-insensitive mapping.
+    `path` is the percent-decoded path as the WSGI server hands it over, `query` the
+    query's pairs from `portal.signing.query_pairs` (or the raw query string), `body` the
+    raw bytes, `headers` any case-insensitive mapping.
     """
     # 1. the key's presence and shape: no database work for garbage
     token = bearer_token(headers.get("Authorization"))
@@ -289,7 +290,7 @@ def verify_request(method: str, path: str, query_string: str, body: bytes, heade
         raise _unauthorized("timestamp_out_of_range",
                             f"X-Loyalty-Timestamp is {abs(skew)} s {'ahead of' if skew > 0 else 'behind'} the "
                             f"server's clock; at most {TIMESTAMP_TOLERANCE} s either way is accepted.")
-    canonical = canonical_string(method, path, query_string, body,
+    canonical = canonical_string(method, path, query, body,
                                  app_id=application.app_id, timestamp=timestamp, nonce=nonce)
     if not NONCE_RE.match(nonce):
         raise _unauthorized("invalid_signature",

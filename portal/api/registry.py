@@ -7,7 +7,6 @@ failure into the API's error format. See the package docstring for how to add on
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, g, request
@@ -18,6 +17,7 @@ from portal.api.errors import (
     from_domain_error,
     from_http_exception,
     internal_error,
+    invalid_request,
     json_response,
     request_id,
     service_unavailable,
@@ -27,9 +27,10 @@ from portal.api.idempotency import idempotency_key, run_idempotent
 from portal.api.schema import Body, Query, parse_query
 from portal.db import UNAVAILABLE_ERRORS, release_connection
 from portal.domain import DomainError
-from portal.logs import first_line, where_raised
+from portal.logs import first_line, get_logger, where_raised
+from portal.signing import NotUtf8, query_pairs
 
-log = logging.getLogger("portal.api")
+log = get_logger("portal.api")
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -141,8 +142,10 @@ def endpoint(method: str, rule: str, *, scope: str | None, summary: str, respons
 
         dispatch.__name__ = name
         dispatch.__doc__ = view.__doc__
+        # merge_slashes=False: an id that decodes to "/…" (`/v1/members/%2F0`) is no such
+        # member (a JSON 404), not a redirect to a merged path.
         bp.add_url_rule(rule, endpoint=name, view_func=dispatch, methods=[method],
-                        provide_automatic_options=False)
+                        provide_automatic_options=False, merge_slashes=False)
         return view
 
     return decorate
@@ -158,14 +161,19 @@ def _default_tag(view) -> str:
 def _dispatch(ep: Endpoint, path_params: dict) -> Response:
     """Gate, parse, run the view (idempotently for POST), shape errors."""
     try:
-        raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH
+        # One strict decoding of the query serves the signature and the view alike; escapes
+        # that are not UTF-8 are refused here, before the signature is checked.
+        try:
+            pairs = query_pairs(request.query_string)
+        except NotUtf8 as exc:
+            raise invalid_request(str(exc), exc.param) from None
+        raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH, however it is framed
         caller = None
         if ep.authenticated:
-            caller = verify_request(request.method, request.path, request.query_string.decode("latin-1"),
-                                    raw, request.headers)
+            caller = verify_request(request.method, request.path, pairs, raw, request.headers)
             g.api_key_masked = caller.key_masked
             require_scope(caller, ep.scope)
-        query = parse_query(request.args, ep.query)
+        query = parse_query(pairs, ep.query)
         body = {}
         if request.method not in ("GET", "HEAD", "DELETE") or raw:
             body = (ep.body or EMPTY_BODY).parse(raw, request.content_type)

@@ -13,6 +13,12 @@ types, no missing required fields — each refused with 400 `invalid_request` na
 An empty body counts as `{}` (so POSTs without fields need no body). Query strings are
 just as strict: unknown or repeated parameters are refused. Duplicate JSON keys, NaN and
 Infinity are refused too, since two parsers could read them differently.
+
+Every string of a body (its field names too, at any depth) and of a query must be text
+both databases store (`portal.inputs.unstorable`: no NUL, no unpaired surrogate such as
+`"\ud800"`); a query's escapes must be UTF-8 (`portal.signing.query_pairs`, decoded once
+for the signature and for the views alike). Each is refused with 400 `invalid_request`
+naming `param`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 
 from portal.api.errors import ApiError, invalid_request
+from portal.inputs import unstorable
 
 _MISSING = object()
 
@@ -86,8 +93,7 @@ class String(Field):
             raise invalid_request(f"{param} must be at most {self.max_length} characters.", param)
         if self._regex and not self._regex.search(value):
             raise invalid_request(f"{param} has the wrong format (expected {self.pattern}).", param)
-        if "\x00" in value:
-            raise invalid_request(f"{param} must not contain NUL characters.", param)
+        _refuse_unstorable(value, param)
         return value
 
     def schema(self) -> dict:
@@ -248,14 +254,48 @@ def _refuse_constant(name):
     raise invalid_request(f"{name} is not valid JSON.")
 
 
+def _refuse_unstorable(text: str, param: str) -> None:
+    reason = unstorable(text)
+    if reason is not None:
+        raise invalid_request(f"{param} holds {reason}, which cannot be stored; send valid Unicode text "
+                              "without NUL characters.", param)
+
+
+def _shown(name: str) -> str:
+    """A field or parameter name that cannot be stored, as `param` names it: its NUL and
+    lone surrogates written as escapes (`\\x00`, `\\ud800`)."""
+    return name.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _refuse_unstorable_strings(data) -> None:
+    """Walk a decoded body: every key and string, at any depth, must be storable text.
+    `param` is the top-level field the bad string sits in (or the bad key itself)."""
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        if unstorable(key) is not None:
+            _refuse_unstorable(key, _shown(key))
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                _refuse_unstorable(item, key)
+            elif isinstance(item, dict):
+                for inner_key, inner in item.items():
+                    _refuse_unstorable(inner_key, key)
+                    stack.append(inner)
+            elif isinstance(item, list):
+                stack.extend(item)
+
+
 def decode_json(raw: bytes):
-    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity."""
+    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, only storable strings."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise invalid_request("The body must be UTF-8 encoded JSON.") from None
     try:
-        return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+        data = json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
     except ValueError as exc:  # JSONDecodeError; says where, never echoes the body
         line = getattr(exc, "lineno", None)
         col = getattr(exc, "colno", None)
@@ -263,6 +303,11 @@ def decode_json(raw: bytes):
         raise invalid_request(f"The body is not valid JSON{where}.") from None
     except RecursionError:
         raise invalid_request("The body is nested too deeply.") from None
+    # Strict JSON has no raw control characters in strings, and valid UTF-8 no surrogates:
+    # a NUL or a lone surrogate can only come from a \u escape, so most bodies skip the walk.
+    if "\\u" in text:
+        _refuse_unstorable_strings(data)
+    return data
 
 
 # -- query strings ------------------------------------------------------------------------
@@ -290,15 +335,21 @@ class Query:
 EMPTY_QUERY = Query({})
 
 
-def parse_query(args, query: Query | None) -> dict:
+def parse_query(pairs, query: Query | None) -> dict:
+    """The validated query from its decoded pairs (`portal.signing.query_pairs`: the very
+    pairs the signature covers)."""
     query = query or EMPTY_QUERY
+    given: dict[str, list[str]] = {}
+    for name, text in pairs:
+        given.setdefault(name, []).append(text)
     values = {}
-    for name in args.keys():
+    for name, items in given.items():
+        _refuse_unstorable(name, _shown(name))
         if name not in query.fields:
             raise invalid_request(f"Unknown query parameter {name}.", name)
-        items = args.getlist(name)
         if len(items) > 1:
             raise invalid_request(f"Give {name} once.", name)
+        _refuse_unstorable(items[0], name)
         values[name] = query.fields[name].parse_query(items[0], name)
     for name in query.required:
         if name not in values:

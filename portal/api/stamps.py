@@ -90,9 +90,9 @@ def entry_json(entry: LedgerEntry, member_id: str, currency: str | None = None) 
         "description": entry.description,
         "created_at": isoformat(entry.created_at),
     }
-    if entry.kind == "stamps":
-        data["card_id"] = entry.card.public_id if entry.card_id else None
-    elif currency:
+    # card_id is in every entry (the schema requires it): null for cashback.
+    data["card_id"] = entry.card.public_id if entry.kind == "stamps" and entry.card_id else None
+    if entry.kind == "cashback" and currency:
         data["currency"] = currency
     return data
 

@@ -25,6 +25,7 @@ from portal.config import current_settings
 from portal.db import database, write_transaction
 from portal.domain import Conflict, Invalid, NotFound, audit, throttle
 from portal.domain.sessions import end_all_sessions, token_hash
+from portal.inputs import unstorable
 from portal.mail import send_mail_in_background
 from portal.models import Invite, Partner, PasswordReset, User, utcnow
 
@@ -32,9 +33,12 @@ PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 256
 BUSINESS_NAME_MAX = 120
 EMAIL_MAX = 254
-_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# No spaces and no control characters (an address with ESC or DEL in it is no address).
+_EMAIL_CHAR = r"[^@\s\x00-\x1f\x7f-\x9f]"
+_EMAIL_RE = re.compile(rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$")
 RESET_LIFETIME = timedelta(hours=1)
 WRONG_LOGIN = "Email or password is incorrect."
+
 
 @lru_cache(maxsize=None)
 def _context(hashing: str) -> tuple[CryptContext, str]:
@@ -67,6 +71,10 @@ def normalise_email(email: str) -> str:
 
 
 def check_password_policy(password: str) -> None:
+    reason = unstorable(password or "")
+    if reason is not None:
+        # It would not even hash: a lone surrogate has no UTF-8 (stdin in another encoding).
+        raise Invalid(f"The password holds {reason}; use ordinary text.", field="password")
     if len(password or "") < PASSWORD_MIN_LENGTH:
         raise Invalid(f"Use at least {PASSWORD_MIN_LENGTH} characters for your password.", field="password")
     if len(password) > PASSWORD_MAX_LENGTH:

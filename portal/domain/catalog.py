@@ -13,6 +13,7 @@ import peewee
 
 from portal.db import database, write_transaction
 from portal.domain import Conflict, Invalid, audit
+from portal.inputs import whole_number
 from portal.models import Card, Claim, LedgerEntry, Program, Redemption, Reward, StampBalance, utcnow
 
 CARD_NAME_MAX = 80
@@ -272,10 +273,14 @@ def _text(value, field: str, max_length: int, *, required: str | None = None) ->
 
 
 def _positive_int(value, field: str, maximum: int) -> int:
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise Invalid("Enter a whole number.", field=field) from None
+    """An int, or the text of a whole number as a person types it (ASCII digits only: not
+    `1e3`, `1_000`, `٣` or `0x10`, which int() would take), from 1 to `maximum`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        number = whole_number(value) if isinstance(value, str) else None
+        if number is None:
+            raise Invalid("Enter a whole number, like 10.", field=field)
     if not 1 <= number <= maximum:
         raise Invalid(f"Enter a whole number from 1 to {maximum:,}.", field=field)
     return number

@@ -23,7 +23,9 @@ EMAIL_MAX = 254
 NAME_MAX = 120
 EXTERNAL_ID_MAX = 128
 
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No spaces and no control characters (an address with ESC or DEL in it is no address).
+_EMAIL_CHAR = r"[^@\s\x00-\x1f\x7f-\x9f]"
+_EMAIL_RE = re.compile(rf"^{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$")
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,10 +30,11 @@ import requests
 from portal.config import current_settings
 from portal.db import database, is_postgres, write_transaction
 from portal.domain import Invalid, RateLimited, Unavailable
+from portal.logs import get_logger
 from portal.mail import send_smtp
 from portal.models import Member, Otp, OtpSend, utcnow
 
-log = logging.getLogger("portal.domain.otp")
+log = get_logger("portal.domain.otp")
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_ATTEMPTS = 5

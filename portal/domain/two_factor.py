@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import logging
 import re
 import secrets
 import time
@@ -30,9 +29,10 @@ from portal.config import current_settings
 from portal.db import database, write_transaction
 from portal.domain import Conflict, Invalid, audit, throttle
 from portal.domain.applications import secret_box
+from portal.logs import get_logger
 from portal.models import RecoveryCode, User, utcnow
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ISSUER = "Loyalty Partners"
 RECOVERY_CODE_COUNT = 10

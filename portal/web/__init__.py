@@ -6,7 +6,8 @@ passwords, joining a team), `home`, `developer` (applications, secrets, keys), `
 two-factor, sessions), `audit` (the audit log), `docs` (the guide and the API
 reference). This module holds what they share: log-in sessions (flask-login on top of
 server-side session rows, portal.domain.sessions), CSRF
-protection for every state-changing request, htmx awareness (a partial or a full page
+protection for every state-changing request, one check that every form field and address
+is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page
 from the same templates, flash messages out of band), every HTML error page (without
 stack traces), and the security headers every page carries. The /v1 API has its own
 authentication and owns its JSON errors (portal.api); this module stays out of its way.
@@ -15,7 +16,6 @@ authentication and owns its JSON errors (portal.api); this module stays out of i
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 from urllib.parse import urlsplit
 
@@ -38,9 +38,10 @@ from werkzeug.exceptions import HTTPException
 
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
-from portal.logs import first_line, where_raised
+from portal.inputs import unstorable
+from portal.logs import escape_for_log, first_line, get_logger, where_raised
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CSRF_SESSION_KEY = "_csrf"
 SESSION_ID_KEY = "sid"  # the server-side session's id, in the signed cookie
@@ -100,6 +101,29 @@ CSRF_FAILURE_MESSAGE = (
     "This form has expired or did not come from this site, so nothing was changed. "
     "Reload the page and try again."
 )
+
+
+def unstorable_input_message() -> str | None:
+    """What is wrong when a portal request carries text no database can store (a NUL, an
+    unpaired surrogate) in its path, its query or any form field, or None when all is well.
+
+    Every portal form passes through here (a request hook), so no form has to remember
+    to check each of its fields; the message names the field and says nothing was changed.
+    """
+    reason = unstorable(request.path)
+    if reason is not None:
+        return f"The address holds {reason}, which this site cannot use. Check the link."
+    sources = [request.args]
+    if request.method in STATE_CHANGING:
+        sources.append(request.form)
+    for values in sources:
+        for name, value in values.items(multi=True):
+            reason = unstorable(name) or unstorable(value)
+            if reason is not None:
+                label = escape_for_log(name).replace("_", " ")
+                return (f"The field “{label}” holds {reason}, which cannot be saved, so nothing was changed. "
+                        "Remove it (it often comes from pasting) and try again.")
+    return None
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -355,6 +379,15 @@ def init_app(app) -> None:
     def _check_role():
         if _is_portal_request():
             return permissions.check_route()
+        return None
+
+    @app.before_request
+    def _refuse_unstorable_input():
+        # After CSRF and the role check: only a legitimate form gets this far.
+        if _is_portal_request():
+            message = unstorable_input_message()
+            if message is not None:
+                return error_response(400, message)
         return None
 
     @app.after_request

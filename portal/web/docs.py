@@ -11,7 +11,7 @@ from markupsafe import Markup, escape
 
 from portal.api.openapi import STANDARD_ERRORS, document, openapi_path
 from portal.scopes import scope_groups
-from portal.signing import canonical_string, signature
+from portal.signing import NotUtf8, canonical_query, canonical_string, query_pairs, signature
 
 bp = Blueprint("docs", __name__)
 
@@ -26,6 +26,22 @@ SAMPLE = {
     "nonce": "nonce-cccccccccccccccc",
     "body": '{"email":"ana@example.com","name":"Ana"}',
 }
+
+
+# The "Escapes are UTF-8" paragraph: ÿ spelled right, and spelled as a lone byte.
+UTF8_EXAMPLE = {"path": "/v1/referrals/validate", "valid_query": "code=%C3%BF", "refused_query": "code=%FF"}
+
+
+def utf8_example() -> dict:
+    """The paragraph's figures, computed by the server's own signing code."""
+    try:
+        query_pairs(UTF8_EXAMPLE["refused_query"])
+    except NotUtf8 as exc:
+        refused_param = exc.param
+    else:  # pragma: no cover - the example would be wrong
+        raise AssertionError("the refused example decodes")
+    return {**UTF8_EXAMPLE, "canonical_query": canonical_query(UTF8_EXAMPLE["valid_query"]),
+            "refused_param": refused_param}
 
 
 # Statuses every authenticated call can answer; the page's "Errors" section explains them once.
@@ -144,6 +160,7 @@ def api():
         sample=SAMPLE,
         sample_canonical=canonical,
         sample_signature=signature(SAMPLE["app_secret"], canonical),
+        utf8=utf8_example(),
         openapi_path=openapi_path,
         inline_code=inline_code,
         path_with_breaks=path_with_breaks,

@@ -12,14 +12,13 @@ hide the controls a role may not use (`can` in templates).
 
 from __future__ import annotations
 
-import logging
-
 from flask import request
 from flask_login import current_user
 
 from portal.domain.roles import ACTIONS, ROLE_LABELS, at_least, can
+from portal.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PUBLIC = "public"
 

@@ -8,19 +8,17 @@ list, or one card. Changes go through portal.domain.catalog; views parse, call, 
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from flask import Blueprint, abort, flash, make_response, render_template, request, url_for
 from flask_login import current_user
 
 from portal.domain import DomainError, catalog
 from portal.domain.catalog import ProgramSettings
+from portal.inputs import AmountError, minor_units
 from portal.web import form_errors, is_htmx, render_partial, see_other
 
 bp = Blueprint("program", __name__, url_prefix="/program")
-
-FIELD_LIMIT = 500  # raw form values longer than this are cut before the domain's own rules
-
 
 def _partner():
     return current_user.partner
@@ -31,7 +29,10 @@ def _user():
 
 
 def _form(name: str, default: str = "") -> str:
-    return (request.form.get(name, default) or "")[:FIELD_LIMIT]
+    """A form field as sent: never cut, so the domain's length rules see what was typed
+    (a cut could turn `5` followed by 500 spaces and a `9` into 5). The body limit
+    (64 KiB) bounds it."""
+    return request.form.get(name, default) or ""
 
 
 def _card_or_404(card_id: str):
@@ -274,16 +275,19 @@ def _major_units(minor: int, currency: str) -> str:
 
 
 def _minor_units(text: str, currency: str) -> int:
-    """`"2.50"`, EUR → 250. ValueError with a message for the form otherwise."""
+    """`"2.50"`, EUR → 250. ValueError with a message for the form otherwise (the domain
+    then checks the range)."""
     digits = catalog.minor_unit_digits(currency) if currency in catalog.CURRENCIES else 2
     example = "5" if digits == 0 else "5." + "0" * digits
     try:
-        value = Decimal(text.replace(",", ".")) if text else None
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or value <= 0:
+        value = minor_units(text, digits)
+    except AmountError as exc:
+        if exc.reason == "too_many_decimals":
+            raise ValueError(f"Use at most {digits} decimal places for {currency}." if digits
+                             else f"{currency} has no decimal places; enter a whole amount.") from None
+        value = 0
+    if value <= 0:
         raise ValueError(f"Enter an amount greater than zero, like {example}.")
-    if value != value.quantize(Decimal(1).scaleb(-digits)):
-        raise ValueError(f"Use at most {digits} decimal places for {currency}." if digits
-                         else f"{currency} has no decimal places; enter a whole amount.")
-    return int(value.scaleb(digits))
+    if value > catalog.REFERRAL_CASHBACK_MAX:
+        raise ValueError(f"Enter at most {catalog.format_money(catalog.REFERRAL_CASHBACK_MAX, currency)}.")
+    return value

@@ -10,9 +10,10 @@ Signing also works alone with any HTTP client: ``canonical_string``, ``sign``,
 ``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``.
 """
 
-__version__ = "0.1.0"
-
-from loyalty_sdk.errors import (  # noqa: E402
+from loyalty_sdk._requestor import ListIterator
+from loyalty_sdk._version import __version__
+from loyalty_sdk.client import LoyaltyClient
+from loyalty_sdk.errors import (
     APIConnectionError,
     APIError,
     AuthenticationError,
@@ -25,7 +26,8 @@ from loyalty_sdk.errors import (  # noqa: E402
     PermissionDeniedError,
     RateLimitError,
 )
-from loyalty_sdk.objects import (  # noqa: E402
+from loyalty_sdk.objects import (
+    AppliedReferral,
     Card,
     CashbackBalance,
     Claim,
@@ -44,11 +46,11 @@ from loyalty_sdk.objects import (  # noqa: E402
     StampBalance,
     StampBalances,
 )
-from loyalty_sdk.scopes import ENDPOINTS, SCOPES  # noqa: E402
-from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign  # noqa: E402
-from loyalty_sdk.client import ListIterator, LoyaltyClient  # noqa: E402
+from loyalty_sdk.scopes import ENDPOINTS, SCOPES
+from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign
 
 __all__ = [
+    "__version__",
     "LoyaltyClient", "ListIterator", "LoyaltyAuth", "canonical_string", "sign", "check_api_key",
     "SCOPES", "ENDPOINTS",
     "LoyaltyError", "ConfigurationError", "APIConnectionError", "APIError", "AuthenticationError",
@@ -56,5 +58,5 @@ __all__ = [
     "ConflictError", "RateLimitError",
     "LoyaltyObject", "KeyInfo", "Member", "MemberValidation", "OtpRequest", "OtpVerification", "Card",
     "Reward", "StampBalance", "StampBalances", "LedgerEntry", "Redemption", "CashbackBalance", "Claim",
-    "Referral", "ReferralStats", "ReferralValidation",
+    "Referral", "AppliedReferral", "ReferralStats", "ReferralValidation",
 ]

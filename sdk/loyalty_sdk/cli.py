@@ -20,7 +20,7 @@ from typing import Sequence
 
 from requests.utils import requote_uri
 
-from loyalty_sdk import __version__
+from loyalty_sdk._version import __version__
 from loyalty_sdk.client import LoyaltyClient
 from loyalty_sdk.errors import ConfigurationError, LoyaltyError
 

@@ -2,8 +2,13 @@
 
 ``member.email`` reads the ``email`` field; ``member.raw`` (or ``member.to_dict()``) is the
 JSON exactly as received, and ``member["email"]`` works too. Fields the server adds later
-are reachable as attributes without an SDK upgrade; the annotations below document the
-fields of this API version (a documented field the server leaves out reads as None).
+are reachable as attributes without an SDK upgrade.
+
+Each class declares exactly the properties of the server's response schema for it (the
+``components.schemas`` of ``GET /v1/openapi.json``; tests/sdk/test_object_fields.py holds
+the mapping and fails when the two differ). A declared field the server leaves out of an
+answer (an optional one, such as a ledger entry's ``currency``, which only cashback entries
+carry) reads as None.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class LoyaltyObject:
 class KeyInfo(LoyaltyObject):
     """The calling API key (``GET /v1/key``)."""
 
+    object: str
     app_id: str
     mode: str
     scopes: list[str]
@@ -105,6 +111,7 @@ class Member(LoyaltyObject):
     """A loyalty member of this application's mode."""
 
     id: str
+    object: str
     mode: str
     external_id: str | None
     name: str
@@ -120,6 +127,7 @@ class Member(LoyaltyObject):
 class MemberValidation(LoyaltyObject):
     """Whether a member exists for an email, phone or external id."""
 
+    object: str
     valid: bool
     member_id: str | None
     verified: bool
@@ -128,6 +136,7 @@ class MemberValidation(LoyaltyObject):
 class OtpRequest(LoyaltyObject):
     """An OTP that was sent (the code itself is never returned); ``delivered`` is False in test mode."""
 
+    object: str
     member_id: str
     channel: str
     expires_at: str
@@ -139,6 +148,7 @@ class OtpVerification(LoyaltyObject):
 
     _nested = {"member": Member}
 
+    object: str
     verified: bool
     member: Member
 
@@ -147,6 +157,7 @@ class Reward(LoyaltyObject):
     """A reward bought with ``stamps_cost`` stamps of its card."""
 
     id: str
+    object: str
     name: str
     stamps_cost: int
 
@@ -157,6 +168,7 @@ class Card(LoyaltyObject):
     _nested = {"rewards": Reward}
 
     id: str
+    object: str
     name: str
     description: str
     rewards: list[Reward]
@@ -172,18 +184,17 @@ class StampBalance(LoyaltyObject):
 
 
 class StampBalances(LoyaltyObject):
-    """A member's stamp balance per card; ``for_card(card_id)`` picks one."""
+    """A member's stamp balance per card (``data``); iterate over it, or ``for_card(card_id)`` picks one."""
 
-    _nested = {"data": StampBalance, "cards": StampBalance, "balances": StampBalance}
+    _nested = {"data": StampBalance}
 
+    object: str
     member_id: str
+    data: list[StampBalance]
 
     def _rows(self) -> list[StampBalance]:
-        for name in ("data", "cards", "balances"):
-            if isinstance(self._data.get(name), list):
-                rows: list[StampBalance] = getattr(self, name)
-                return rows
-        return []
+        rows: list[StampBalance] = self.data if isinstance(self._data.get("data"), list) else []
+        return rows
 
     def __iter__(self) -> Iterator[StampBalance]:  # type: ignore[override]
         return iter(self._rows())
@@ -200,9 +211,13 @@ class StampBalances(LoyaltyObject):
 
 
 class LedgerEntry(LoyaltyObject):
-    """An append-only stamps or cashback movement, with the balance after it."""
+    """An append-only stamps or cashback movement, with the balance after it.
+
+    ``card_id`` is set on stamps entries, ``currency`` on cashback entries.
+    """
 
     id: str
+    object: str
     member_id: str
     kind: str
     card_id: str | None
@@ -211,6 +226,7 @@ class LedgerEntry(LoyaltyObject):
     source: str
     reference: str | None
     description: str | None
+    currency: str | None
     created_at: str
 
 
@@ -220,6 +236,7 @@ class Redemption(LoyaltyObject):
     _nested = {"entry": LedgerEntry}
 
     id: str
+    object: str
     member_id: str
     reward_id: str
     card_id: str
@@ -232,6 +249,7 @@ class Redemption(LoyaltyObject):
 class CashbackBalance(LoyaltyObject):
     """A member's cashback balance in minor units of ``currency``."""
 
+    object: str
     member_id: str
     balance: int
     currency: str
@@ -241,6 +259,7 @@ class Claim(LoyaltyObject):
     """A member's request for stamps or cashback: ``pending``, ``approved`` or ``rejected``."""
 
     id: str
+    object: str
     member_id: str
     kind: str
     card_id: str | None
@@ -256,23 +275,31 @@ class Claim(LoyaltyObject):
 
 
 class Referral(LoyaltyObject):
-    """One member referring another; once applied, ``entries`` are the reward's ledger entries."""
-
-    _nested = {"entries": LedgerEntry}
+    """One member referring another (as listed in ``ReferralStats.referrals``)."""
 
     id: str
+    object: str
     referrer_id: str
     referee_id: str
     rewarded: bool
-    entries: list[LedgerEntry]
     created_at: str
+
+
+class AppliedReferral(Referral):
+    """A referral just applied: a ``Referral`` with ``entries``, the ledger entries of the
+    program's referral reward (empty without a referral rule)."""
+
+    _nested = {"entries": LedgerEntry}
+
+    entries: list[LedgerEntry]
 
 
 class ReferralStats(LoyaltyObject):
     """A member's referral code and the referrals it brought."""
 
-    _nested = {"referrals": Referral, "data": Referral}
+    _nested = {"referrals": Referral}
 
+    object: str
     member_id: str
     referral_code: str
     referred_count: int

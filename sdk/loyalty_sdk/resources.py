@@ -1,16 +1,19 @@
 """The API's resources as client attributes: ``client.members``, ``cards``, ``stamps``,
 ``cashback``, ``claims`` and ``referrals``.
 
-Every method checks its scope against the key's scopes before sending (raising
-``InsufficientScopeError`` without a network call), and returns typed objects; list
-methods return iterators that follow ``starting_after`` pages.
+Every method checks its scope against the key's scopes before sending (``KeyScopes.check``,
+raising ``InsufficientScopeError`` without a network call), sends through the
+``Requestor`` (``request``, or ``get_list`` for iterators that follow ``starting_after``
+pages) and wraps the JSON in its typed object.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from loyalty_sdk.objects import (
+    AppliedReferral,
     Card,
     CashbackBalance,
     Claim,
@@ -20,14 +23,14 @@ from loyalty_sdk.objects import (
     OtpRequest,
     OtpVerification,
     Redemption,
-    Referral,
     ReferralStats,
     ReferralValidation,
     StampBalances,
 )
 
 if TYPE_CHECKING:
-    from loyalty_sdk.client import ListIterator, LoyaltyClient
+    from loyalty_sdk._requestor import ListIterator, Requestor
+    from loyalty_sdk.scopes import KeyScopes
 
 
 class _Unset:
@@ -44,8 +47,21 @@ def _fields(**values: Any) -> dict[str, Any]:
 
 
 class _Resource:
-    def __init__(self, client: "LoyaltyClient") -> None:
-        self._client = client
+    """One group of operations, sent through ``requestor`` once ``scopes`` allows them."""
+
+    def __init__(self, requestor: "Requestor", scopes: "KeyScopes") -> None:
+        self._requestor = requestor
+        self._scopes = scopes
+
+    def _route(self, operation: str, **path_params: str) -> tuple[str, str]:
+        """The operation's HTTP method and path with its ids filled in, once its scope is checked."""
+        endpoint = self._scopes.check(operation)
+        path = endpoint.path
+        for name, value in path_params.items():
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string id, not {value!r}")
+            path = path.replace("{" + name + "}", quote(value, safe=""))
+        return endpoint.method, path
 
 
 class Members(_Resource):
@@ -56,12 +72,15 @@ class Members(_Resource):
         """Create a member (at least one of ``email`` and ``phone``); the member gets a unique ``referral_code``."""
         if email is None and phone is None:
             raise ValueError("a member needs an email or a phone number (or both)")
-        return self._client._call("members.create", Member, idempotency_key=idempotency_key,
-                                  body=_fields(email=email, phone=phone, name=name, external_id=external_id))
+        method, path = self._route("members.create")
+        return Member(self._requestor.request(
+            method, path, json_body=_fields(email=email, phone=phone, name=name, external_id=external_id),
+            idempotency_key=idempotency_key))
 
     def get(self, member_id: str) -> Member:
         """One member by id (``mem_…``); ``NotFoundError`` if it is not this application's or mode's."""
-        return self._client._call("members.get", Member, path_params={"member_id": member_id})
+        method, path = self._route("members.get", member_id=member_id)
+        return Member(self._requestor.request(method, path))
 
     def update(self, member_id: str, *, name: Any = UNSET, email: Any = UNSET, phone: Any = UNSET,
                external_id: Any = UNSET) -> Member:
@@ -70,7 +89,8 @@ class Members(_Resource):
                 if v is not UNSET}
         if not body:
             raise ValueError("give at least one of name, email, phone, external_id to update")
-        return self._client._call("members.update", Member, path_params={"member_id": member_id}, body=body)
+        method, path = self._route("members.update", member_id=member_id)
+        return Member(self._requestor.request(method, path, json_body=body))
 
     def list(self, *, email: str | None = None, phone: str | None = None, external_id: str | None = None,
              limit: int | None = None, page_size: int = 100) -> "ListIterator[Member]":
@@ -78,8 +98,9 @@ class Members(_Resource):
 
         ``limit`` caps the total yielded; pages of ``page_size`` are fetched as needed.
         """
-        return self._client._list("members.list", Member, limit=limit, page_size=page_size,
-                                  params=_fields(email=email, phone=phone, external_id=external_id))
+        _, path = self._route("members.list")
+        return self._requestor.get_list(path, Member, params=_fields(email=email, phone=phone, external_id=external_id),
+                                        limit=limit, page_size=page_size)
 
     def validate(self, *, email: str | None = None, phone: str | None = None,
                  external_id: str | None = None) -> MemberValidation:
@@ -87,7 +108,8 @@ class Members(_Resource):
         params = _fields(email=email, phone=phone, external_id=external_id)
         if len(params) != 1:
             raise ValueError("give exactly one of email, phone, external_id to validate")
-        return self._client._call("members.validate", MemberValidation, params=params)
+        method, path = self._route("members.validate")
+        return MemberValidation(self._requestor.request(method, path, params=params))
 
     def request_otp(self, member_id: str, *, channel: str = "email",
                     idempotency_key: str | None = None) -> OtpRequest:
@@ -96,13 +118,15 @@ class Members(_Resource):
         At most one per 30 s and five per hour per member (``RateLimitError`` otherwise,
         with ``retry_after``). In test mode nothing is sent and the code is ``000000``.
         """
-        return self._client._call("members.request_otp", OtpRequest, path_params={"member_id": member_id},
-                                  body={"channel": channel}, idempotency_key=idempotency_key)
+        method, path = self._route("members.request_otp", member_id=member_id)
+        return OtpRequest(self._requestor.request(method, path, json_body={"channel": channel},
+                                                  idempotency_key=idempotency_key))
 
     def verify_otp(self, member_id: str, code: str, *, idempotency_key: str | None = None) -> OtpVerification:
         """Check a code (5 tries per code); success marks the member verified."""
-        return self._client._call("members.verify_otp", OtpVerification, path_params={"member_id": member_id},
-                                  body={"code": code}, idempotency_key=idempotency_key)
+        method, path = self._route("members.verify_otp", member_id=member_id)
+        return OtpVerification(self._requestor.request(method, path, json_body={"code": code},
+                                                       idempotency_key=idempotency_key))
 
 
 class Cards(_Resource):
@@ -110,11 +134,13 @@ class Cards(_Resource):
 
     def list(self, *, limit: int | None = None, page_size: int = 100) -> "ListIterator[Card]":
         """Iterate over the program's stamp cards, each with its ``rewards``."""
-        return self._client._list("cards.list", Card, limit=limit, page_size=page_size)
+        _, path = self._route("cards.list")
+        return self._requestor.get_list(path, Card, limit=limit, page_size=page_size)
 
     def get(self, card_id: str) -> Card:
         """One stamp card (``card_…``) with its rewards."""
-        return self._client._call("cards.get", Card, path_params={"card_id": card_id})
+        method, path = self._route("cards.get", card_id=card_id)
+        return Card(self._requestor.request(method, path))
 
 
 class Stamps(_Resource):
@@ -122,27 +148,31 @@ class Stamps(_Resource):
 
     def balance(self, member_id: str) -> StampBalances:
         """The member's balance per card; ``.for_card(card_id)`` gives one card's count."""
-        return self._client._call("stamps.balance", StampBalances, path_params={"member_id": member_id})
+        method, path = self._route("stamps.balance", member_id=member_id)
+        return StampBalances(self._requestor.request(method, path))
 
     def history(self, member_id: str, *, card_id: str | None = None, limit: int | None = None,
                 page_size: int = 100) -> "ListIterator[LedgerEntry]":
         """Iterate over the member's stamp ledger entries, newest first (optionally of one ``card_id``)."""
-        return self._client._list("stamps.history", LedgerEntry, path_params={"member_id": member_id},
-                                  params=_fields(card_id=card_id), limit=limit, page_size=page_size)
+        _, path = self._route("stamps.history", member_id=member_id)
+        return self._requestor.get_list(path, LedgerEntry, params=_fields(card_id=card_id), limit=limit,
+                                        page_size=page_size)
 
     def add(self, member_id: str, *, card_id: str, count: int, reference: str | None = None,
             idempotency_key: str | None = None) -> LedgerEntry:
         """Add ``count`` (1-1000) stamps on ``card_id``; returns the ledger entry with ``balance_after``."""
-        return self._client._call("stamps.add", LedgerEntry, path_params={"member_id": member_id},
-                                  body=_fields(card_id=card_id, count=count, reference=reference),
-                                  idempotency_key=idempotency_key)
+        method, path = self._route("stamps.add", member_id=member_id)
+        return LedgerEntry(self._requestor.request(
+            method, path, json_body=_fields(card_id=card_id, count=count, reference=reference),
+            idempotency_key=idempotency_key))
 
     def redeem(self, member_id: str, *, card_id: str, reward_id: str, reference: str | None = None,
                idempotency_key: str | None = None) -> Redemption:
         """Redeem ``reward_id`` of ``card_id``, spending its ``stamps_cost``; ``ConflictError`` ``insufficient_stamps`` otherwise."""
-        return self._client._call("stamps.redeem", Redemption, path_params={"member_id": member_id},
-                                  body=_fields(card_id=card_id, reward_id=reward_id, reference=reference),
-                                  idempotency_key=idempotency_key)
+        method, path = self._route("stamps.redeem", member_id=member_id)
+        return Redemption(self._requestor.request(
+            method, path, json_body=_fields(card_id=card_id, reward_id=reward_id, reference=reference),
+            idempotency_key=idempotency_key))
 
 
 class Cashback(_Resource):
@@ -150,26 +180,29 @@ class Cashback(_Resource):
 
     def balance(self, member_id: str) -> CashbackBalance:
         """The member's ``balance`` in minor units of ``currency``."""
-        return self._client._call("cashback.balance", CashbackBalance, path_params={"member_id": member_id})
+        method, path = self._route("cashback.balance", member_id=member_id)
+        return CashbackBalance(self._requestor.request(method, path))
 
     def history(self, member_id: str, *, limit: int | None = None, page_size: int = 100) -> "ListIterator[LedgerEntry]":
         """Iterate over the member's cashback ledger entries, newest first."""
-        return self._client._list("cashback.history", LedgerEntry, path_params={"member_id": member_id},
-                                  limit=limit, page_size=page_size)
+        _, path = self._route("cashback.history", member_id=member_id)
+        return self._requestor.get_list(path, LedgerEntry, limit=limit, page_size=page_size)
 
     def credit(self, member_id: str, *, amount: int, reference: str | None = None,
                description: str | None = None, idempotency_key: str | None = None) -> LedgerEntry:
         """Credit ``amount`` (> 0, minor units); returns the ledger entry with ``balance_after``."""
-        return self._client._call("cashback.credit", LedgerEntry, path_params={"member_id": member_id},
-                                  body=_fields(amount=amount, reference=reference, description=description),
-                                  idempotency_key=idempotency_key)
+        method, path = self._route("cashback.credit", member_id=member_id)
+        return LedgerEntry(self._requestor.request(
+            method, path, json_body=_fields(amount=amount, reference=reference, description=description),
+            idempotency_key=idempotency_key))
 
     def redeem(self, member_id: str, *, amount: int, reference: str | None = None,
                description: str | None = None, idempotency_key: str | None = None) -> LedgerEntry:
         """Debit ``amount``; ``ConflictError`` ``insufficient_balance`` if the balance is lower."""
-        return self._client._call("cashback.redeem", LedgerEntry, path_params={"member_id": member_id},
-                                  body=_fields(amount=amount, reference=reference, description=description),
-                                  idempotency_key=idempotency_key)
+        method, path = self._route("cashback.redeem", member_id=member_id)
+        return LedgerEntry(self._requestor.request(
+            method, path, json_body=_fields(amount=amount, reference=reference, description=description),
+            idempotency_key=idempotency_key))
 
 
 class Claims(_Resource):
@@ -184,31 +217,34 @@ class Claims(_Resource):
         """
         if kind is None:
             kind = "cashback" if amount is not None else "stamps"
-        return self._client._call(
-            "claims.create", Claim, idempotency_key=idempotency_key,
-            body=_fields(member_id=member_id, kind=kind, card_id=card_id, count=count, amount=amount,
-                         reference=reference, note=note),
-        )
+        method, path = self._route("claims.create")
+        return Claim(self._requestor.request(
+            method, path, idempotency_key=idempotency_key,
+            json_body=_fields(member_id=member_id, kind=kind, card_id=card_id, count=count, amount=amount,
+                              reference=reference, note=note)))
 
     def get(self, claim_id: str) -> Claim:
         """One claim (``clm_…``)."""
-        return self._client._call("claims.get", Claim, path_params={"claim_id": claim_id})
+        method, path = self._route("claims.get", claim_id=claim_id)
+        return Claim(self._requestor.request(method, path))
 
     def list(self, *, status: str | None = None, member_id: str | None = None, limit: int | None = None,
              page_size: int = 100) -> "ListIterator[Claim]":
         """Iterate over claims, newest first, optionally by ``status`` (pending/approved/rejected) or ``member_id``."""
-        return self._client._list("claims.list", Claim, limit=limit, page_size=page_size,
-                                  params=_fields(status=status, member_id=member_id))
+        _, path = self._route("claims.list")
+        return self._requestor.get_list(path, Claim, params=_fields(status=status, member_id=member_id),
+                                        limit=limit, page_size=page_size)
 
     def approve(self, claim_id: str, *, idempotency_key: str | None = None) -> Claim:
         """Approve a pending claim, crediting the ledger exactly once; ``ConflictError`` ``claim_not_pending`` otherwise."""
-        return self._client._call("claims.approve", Claim, path_params={"claim_id": claim_id},
-                                  idempotency_key=idempotency_key)
+        method, path = self._route("claims.approve", claim_id=claim_id)
+        return Claim(self._requestor.request(method, path, idempotency_key=idempotency_key))
 
     def reject(self, claim_id: str, *, reason: str | None = None, idempotency_key: str | None = None) -> Claim:
         """Reject a pending claim with an optional ``reason``; ``ConflictError`` ``claim_not_pending`` otherwise."""
-        return self._client._call("claims.reject", Claim, path_params={"claim_id": claim_id},
-                                  body=_fields(reason=reason), idempotency_key=idempotency_key)
+        method, path = self._route("claims.reject", claim_id=claim_id)
+        return Claim(self._requestor.request(method, path, json_body=_fields(reason=reason),
+                                             idempotency_key=idempotency_key))
 
 
 class Referrals(_Resource):
@@ -216,17 +252,19 @@ class Referrals(_Resource):
 
     def stats(self, member_id: str) -> ReferralStats:
         """The member's ``referral_code``, ``referred_count``, ``rewarded_count`` and ``referrals``."""
-        return self._client._call("referrals.stats", ReferralStats, path_params={"member_id": member_id})
+        method, path = self._route("referrals.stats", member_id=member_id)
+        return ReferralStats(self._requestor.request(method, path))
 
     def validate(self, code: str, *, member_id: str | None = None) -> ReferralValidation:
         """Whether ``code`` can be applied (to ``member_id``, catching self-referral): ``valid``, ``reason``, ``referrer_id``."""
-        return self._client._call("referrals.validate", ReferralValidation,
-                                  params=_fields(code=code, member_id=member_id))
+        method, path = self._route("referrals.validate")
+        return ReferralValidation(self._requestor.request(method, path, params=_fields(code=code, member_id=member_id)))
 
-    def apply(self, *, code: str, member_id: str, idempotency_key: str | None = None) -> Referral:
+    def apply(self, *, code: str, member_id: str, idempotency_key: str | None = None) -> AppliedReferral:
         """Refer ``member_id`` with ``code`` (once per member, never itself); the program's reward is credited with it.
 
         The result's ``entries`` are the ledger entries of that reward (empty without a referral rule).
         """
-        return self._client._call("referrals.apply", Referral, idempotency_key=idempotency_key,
-                                  body={"code": code, "member_id": member_id})
+        method, path = self._route("referrals.apply")
+        return AppliedReferral(self._requestor.request(method, path, json_body={"code": code, "member_id": member_id},
+                                                       idempotency_key=idempotency_key))

@@ -60,16 +60,30 @@ def _body_bytes(body: Body) -> bytes:
 
 
 def canonical_path(path: str) -> str:
-    """The path percent-decoded once, then re-encoded as UTF-8 (upper-case hex) except ``A-Z a-z 0-9 - . _ ~ /``."""
-    return quote(unquote(path or "/", encoding="utf-8", errors="replace"), safe=_PATH_SAFE)
+    """The path percent-decoded once, then re-encoded as UTF-8 (upper-case hex) except ``A-Z a-z 0-9 - . _ ~ /``.
+
+    Raises ``ValueError`` when the escapes are not UTF-8 (``%FF``): the server refuses such
+    a path with 400 ``invalid_request`` rather than sign it.
+    """
+    try:
+        return quote(unquote(path or "/", encoding="utf-8", errors="strict"), safe=_PATH_SAFE)
+    except UnicodeError:
+        raise ValueError("the path's percent-escapes are not UTF-8, so it cannot be signed") from None
 
 
 def canonical_query(query: str) -> str:
-    """The query's name/value pairs (``+`` and ``%20`` are spaces, blanks kept), each re-encoded, sorted, joined by ``&``."""
+    """The query's name/value pairs (``+`` and ``%20`` are spaces, blanks kept), each re-encoded, sorted, joined by ``&``.
+
+    Raises ``ValueError`` when an escape is not UTF-8 (``%FF``): the server refuses such a
+    query with 400 ``invalid_request`` rather than sign it.
+    """
     if not query:
         return ""
-    pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")
-    encoded = sorted((quote(name, safe=_QUERY_SAFE), quote(value, safe=_QUERY_SAFE)) for name, value in pairs)
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+        encoded = sorted((quote(name, safe=_QUERY_SAFE), quote(value, safe=_QUERY_SAFE)) for name, value in pairs)
+    except UnicodeError:
+        raise ValueError("the query's percent-escapes are not UTF-8, so it cannot be signed") from None
     return "&".join(f"{name}={value}" for name, value in encoded)
 
 

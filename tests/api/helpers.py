@@ -1,8 +1,10 @@
 """Signing for tests: sign any request, for the Flask test client or for `requests`.
 
-The signing here is written independently of `portal.signing` (it follows DESIGN.md §4
-and is checked against tests/signing-vectors.json), so a server bug cannot hide behind
-a shared helper.
+The signing is the SDK's (`loyalty_sdk.canonical_string` and its signature), not the
+server's `portal.signing`: the SDK is its own distribution and never imports the server
+(tests/sdk/test_packaging.py checks), and both are checked against
+tests/signing-vectors.json (tests/sdk/test_signing.py and tests/api/test_signing_vectors.py),
+so a server bug cannot hide behind a shared helper.
 
 Flask test client (fixture `api` in tests/api/conftest.py gives you one ready-made):
 
@@ -20,20 +22,23 @@ Flask test client (fixture `api` in tests/api/conftest.py gives you one ready-ma
     requests.get(live_server.url + "/v1/key", auth=auth)
 
 `sign(method, path_and_query, body, app_id=, app_secret=, timestamp=, nonce=)` returns the
-four X-Loyalty-* headers for anything else (schemathesis, benchmarks).
+four X-Loyalty-* headers for anything else (schemathesis, benchmarks). Unlike
+`loyalty_sdk.sign` it also signs a timestamp or nonce of the wrong shape, which the gate
+tests send on purpose.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json as jsonlib
 import secrets
 import time
 from dataclasses import dataclass, replace
-from urllib.parse import quote, unquote, unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import requests
+
+from loyalty_sdk import canonical_string
+from loyalty_sdk.signing import new_nonce, signature_header
 
 ALL_SCOPES = (
     "member_read", "member_write", "card_read", "claim_write", "referral_read",
@@ -41,34 +46,9 @@ ALL_SCOPES = (
 )
 
 
-def _encode(text: str, safe: str) -> str:
-    return quote(text.encode("utf-8"), safe=safe)
-
-
 def canonical(method: str, path_and_query: str, body: bytes, *, app_id: str, timestamp, nonce: str) -> str:
     """The canonical string of DESIGN.md §4 for a path with its (raw) query."""
-    parts = urlsplit(path_and_query)
-    path = _encode(unquote(parts.path), "/-._~")
-    pairs = []
-    if parts.query:
-        for item in parts.query.split("&"):
-            if not item:
-                continue
-            name, _, value = item.partition("=")
-            pairs.append((_encode(unquote_plus(name), "-._~"), _encode(unquote_plus(value), "-._~")))
-    query = "&".join(f"{n}={v}" for n, v in sorted(pairs))
-    return "\n".join([
-        "LOYALTY-HMAC-SHA256-V1", method.upper(), path, query, app_id, str(timestamp), nonce,
-        hashlib.sha256(body or b"").hexdigest(),
-    ])
-
-
-def signature_header(app_secret: str, canonical_text: str) -> str:
-    return "v1=" + hmac.new(app_secret.encode(), canonical_text.encode(), hashlib.sha256).hexdigest()
-
-
-def new_nonce() -> str:
-    return secrets.token_urlsafe(18)
+    return canonical_string(method, path_and_query, body, app_id=app_id, timestamp=timestamp, nonce=nonce)
 
 
 def sign(method: str, path_and_query: str, body: bytes | None, *, app_id: str, app_secret: str,

@@ -32,6 +32,16 @@ def test_api_docs_page_explains_signing_with_a_worked_example(client, signing_ve
         assert code in text
 
 
+def test_api_docs_page_says_escapes_are_utf8_with_the_vectors_examples(client, signing_vectors):
+    text = html.unescape(client.get("/docs/api").get_data(as_text=True))
+    valid = next(c for c in signing_vectors["cases"] if c["path_and_query"].endswith("code=%C3%BF"))
+    refused = next(c for c in signing_vectors["refused"] if c["path_and_query"].endswith("code=%FF"))
+    assert f"GET {valid['path_and_query']}" in text
+    assert f"canonical query <code>{valid['canonical_string'].split(chr(10))[3]}</code>" in text
+    assert f"GET {refused['path_and_query']}</code> is answered 400 <code>invalid_request</code>" in text
+    assert f"<code>param</code> <code>{refused['error']['param']}</code>" in text
+
+
 def test_plain_requests_example_runs_against_the_real_server(live_server):
     """The page's "nothing but requests" example, copied as a partner would, works."""
     import os

@@ -124,3 +124,10 @@ def test_log_line_per_request_masks_the_key_and_never_holds_the_secret(api, capl
     assert f"{key[:12]}…{key[-4:]}" in line
     assert " 200 " in line and "ms" in line
     assert key not in caplog.text and api.creds.app_secret not in caplog.text
+
+
+def test_an_id_that_decodes_to_a_slash_is_a_json_404_not_a_redirect(api):
+    for path in ("/v1/members/%2F0", "/v1/members//0", "/v1/claims/%2F%2Fx"):
+        response = api.get(path)
+        assert response.status_code == 404, path
+        assert response.get_json()["error"]["type"] == "not_found"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -73,3 +74,24 @@ def test_server_accepts_every_vector_request_signed_with_the_vector_secret(vecto
         response = _send(client, case, timestamp=now, signature_header=signature(case["app_secret"], "\n".join(lines)))
         # Past the gate: whatever the endpoint then says, it is not an authentication error.
         assert response.status_code not in (401, 403), (case["path_and_query"], response.get_json())
+
+
+def test_server_refuses_every_refused_vector_before_checking_its_signature(vector_app, client, signing_vectors):
+    """Escapes that are not UTF-8 have no canonical string: 400 invalid_request naming the
+    parameter (or `path`), whether the request is signed, wrongly signed or not at all."""
+    assert len(signing_vectors["refused"]) >= 3
+    for case in signing_vectors["refused"]:
+        expected = case["error"]
+        path, _, query = case["path_and_query"].partition("?")
+        # PATH_INFO as a WSGI server hands it over: the percent-decoded bytes as latin-1.
+        environ = {"PATH_INFO": unquote_to_bytes(path).decode("latin-1"), "QUERY_STRING": query}
+        now = int(time.time())
+        for signature_header in ("v1=" + "0" * 64, None):
+            headers = {} if signature_header is None else {
+                "Authorization": f"Bearer {case['api_key']}", "X-Loyalty-App-Id": case["app_id"],
+                "X-Loyalty-Timestamp": str(now), "X-Loyalty-Nonce": case["nonce"],
+                "X-Loyalty-Signature": signature_header}
+            response = client.open(path, method=case["method"], headers=headers, environ_overrides=environ)
+            error = error_of(response)
+            assert (response.status_code, error["code"], error["param"]) == (
+                expected["status"], expected["code"], expected["param"]), (case["path_and_query"], error)

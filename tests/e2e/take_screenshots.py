@@ -181,7 +181,7 @@ def team_and_security(browser, page, server, shot, label, width, height) -> None
     page.get_by_role("button", name="Send reset link").click()
     shot("34-forgot-sent")
     for _ in range(50):
-        found = re.findall(r"(http://\S+/reset-password/\S+)", server.log_text)
+        found = re.findall(r"(http://\S+/reset-password/[A-Za-z0-9_-]+)", server.log_text)
         if found:
             break
         page.wait_for_timeout(100)

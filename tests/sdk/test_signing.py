@@ -34,6 +34,18 @@ def test_sdk_reproduces_every_canonical_string_and_signature_in_the_vectors(sign
         }
 
 
+def test_sdk_refuses_to_sign_every_refused_vector_as_the_server_refuses_it(signing_vectors):
+    """Escapes that are not UTF-8 have no canonical string: the SDK raises ValueError (the
+    server answers 400 invalid_request) instead of signing a string the server would not."""
+    for case in signing_vectors["refused"]:
+        with pytest.raises(ValueError, match="not UTF-8"):
+            canonical_string(case["method"], case["path_and_query"], None, app_id=case["app_id"],
+                             timestamp=case["timestamp"], nonce=case["nonce"])
+        with pytest.raises(ValueError, match="not UTF-8"):
+            sign(case["method"], "https://loyalty.example.com" + case["path_and_query"], None,
+                 app_id=case["app_id"], app_secret=case["app_secret"], timestamp=case["timestamp"], nonce=case["nonce"])
+
+
 def test_a_full_url_and_a_str_body_sign_the_same_as_a_path_and_bytes(signing_vectors):
     for case in _cases(signing_vectors):
         from_path = sign(case["method"], case["path_and_query"], case["body_utf8"].encode(), app_id=case["app_id"],

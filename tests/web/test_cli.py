@@ -110,3 +110,35 @@ def test_create_key_with_bad_input_fails_with_one_clear_line(cli, app_id, args, 
     error = result.output.strip().splitlines()[-1]
     assert message in error
     assert "Traceback" not in result.output
+
+
+def test_arguments_and_passwords_that_are_not_utf8_fail_with_one_clear_line(tmp_path):
+    """Bytes in another encoding reach Python as lone surrogates, which no database stores
+    (and a password hash cannot take): one line, exit status non-zero, nothing created."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_SIGNUP": "open"}
+    env.pop("LOYALTY_DATABASE_URL", None)
+
+    def run(*args, stdin=b"a long enough passphrase\n"):
+        return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, input=stdin,
+                              capture_output=True, timeout=60)
+
+    for args in ([b"create-user", b"--email", b"a@example.com", b"--business", b"Caf\xe9", b"--password-stdin"],
+                 [b"create-user", b"--email", b"caf\xe9@example.com", b"--business", b"Shop", b"--password-stdin"],
+                 [b"invite", b"\xff@example.com"],
+                 [b"create-app", b"--owner", b"a@example.com", b"--name", b"\xed\xa0\x80"]):
+        result = run(*args)
+        assert result.returncode == 2, result
+        lines = result.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and "unpaired surrogate" in lines[0] and "nothing was done" in lines[0], lines
+    result = run("create-user", "--email", "a@example.com", "--business", "Shop", "--password-stdin",
+                 stdin=b"caf\xe9 latin-1 passphrase\n")
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().splitlines() == [
+        "Error: The password holds an unpaired surrogate (U+DCE9); use ordinary text."]
+    assert b"Traceback" not in result.stdout + result.stderr
+    # Nothing was created: the same email signs up fine afterwards.
+    assert run("create-user", "--email", "a@example.com", "--business", "Shop", "--password-stdin").returncode == 0

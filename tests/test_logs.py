@@ -1,0 +1,52 @@
+"""One event is one log line (portal.logs): values a request controls are escaped, so a
+path with %0A, a header or a name can never write a second, made-up line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from portal.logs import escape_for_log, get_logger
+
+PORTAL = Path(__file__).resolve().parent.parent / "portal"
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("a\nb", "a\\nb"), ("a\r\nb", "a\\r\\nb"), ("\tx", "\\tx"), ("\x00", "\\x00"), ("\x1b[31m", "\\x1b[31m"),
+    ("\x85", "\\x85"), ("a\u2028b", "a\\u2028b"), ("\u2029", "\\u2029"), ("\u202e", "\\u202e"),
+    ("\ud800", "\\ud800"), ("back\\slash", "back\\\\slash"), ("\\n", "\\\\n"), ("plain é 😀", "plain é 😀"),
+])
+def test_control_characters_are_written_as_escapes(value, written):
+    assert escape_for_log(value) == written
+
+
+def test_a_logged_request_value_stays_on_one_line(caplog):
+    log = get_logger("portal.test_logs")
+    forged = "/v1/x\n2026-01-01 00:00:00,000 INFO portal.api: api req_x POST /v1/members/mem_1/cashback/redeem 201"
+    with caplog.at_level(logging.INFO, logger="portal.test_logs"):
+        log.info("api %s %s %d %.1fms", "GET", forged, 404, 1.25)
+        log.info("%(path)s", {"path": "a\rb"})
+        name = "a\x0bb"
+        log.info(f"an f-string with {name}")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0] == ("api GET /v1/x\\n2026-01-01 00:00:00,000 INFO portal.api: api req_x POST "
+                        "/v1/members/mem_1/cashback/redeem 201 404 1.2ms")
+    assert lines[1:] == ["a\\rb", "an f-string with a\\x0bb"]
+    assert all("\n" not in line and "\r" not in line for line in caplog.text.splitlines(keepends=False))
+
+
+def test_every_platform_logger_comes_from_get_logger():
+    """A logger's filters apply only to its own records, so one made with logging.getLogger
+    would log request values unescaped. (Setting another library's level is fine.)"""
+    offenders = []
+    for path in PORTAL.rglob("*.py"):
+        if path.name == "logs.py" and path.parent == PORTAL:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in re.finditer(r"logging\.getLogger\(([^)]*)\)(\.\w+)?", line):
+                if match.group(2) != ".setLevel":
+                    offenders.append(f"{path.relative_to(PORTAL.parent)}:{number}")
+    assert offenders == []
