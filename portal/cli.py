@@ -187,7 +187,10 @@ def create_user(email, business, password_stdin, as_json):
 @main.command()
 @click.argument("email")
 def invite(email):
-    """Allow EMAIL to sign up while LOYALTY_SIGNUP=invite."""
+    """Allow EMAIL to sign up (a new partner) while LOYALTY_SIGNUP=invite.
+
+    Teammates of an existing partner are invited from the portal's Team page instead.
+    """
     from portal.domain import DomainError
     from portal.domain.accounts import invite_email
 
@@ -199,6 +202,29 @@ def invite(email):
         except DomainError as exc:
             _fail(exc.message)
     click.echo(f"Invited {created.email}: they can sign up at /signup.")
+
+
+@main.command("turn-off-two-factor")
+@click.argument("email")
+def turn_off_two_factor(email):
+    """Turn off two-factor authentication for EMAIL (lost phone and recovery codes).
+
+    Check who is asking first: this lets the password alone sign in again. The user's
+    sessions end; the audit log records it. Passwords need no command: /forgot-password
+    sends a reset link (to the server console when no mail is configured).
+    """
+    from portal.domain.two_factor import reset_two_factor
+    from portal.models import User
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        user = User.get_or_none(User.email == email.strip().lower())
+        if user is None:
+            _fail(f"no user with email {email}")
+        changed = reset_two_factor(user)
+    click.echo(f"Two-factor authentication turned off for {user.email}." if changed
+               else f"Two-factor authentication was already off for {user.email}.")
 
 
 @main.command("create-app")
@@ -257,21 +283,24 @@ def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
 
 @main.command("rotate-encryption-key")
 def rotate_encryption_key():
-    """Re-encrypt stored App Secrets under the first LOYALTY_ENCRYPTION_KEY.
+    """Re-encrypt stored App Secrets and two-factor secrets under the first LOYALTY_ENCRYPTION_KEY.
 
     Rotation: put the new key first (LOYALTY_ENCRYPTION_KEY=NEW,OLD) on every instance and
     restart, run this once, then drop OLD.
     """
     from portal.domain.applications import reencrypt_app_secrets
+    from portal.domain.two_factor import reencrypt_totp_secrets
 
     app = _app()
     _run_migrations(app)
     with app.app_context():
         try:
             count = reencrypt_app_secrets()
+            totp_count = reencrypt_totp_secrets()
         except ValueError as exc:
             _fail(f"{exc}; nothing was changed (is the old key still in the list?)")
-    click.echo(f"Re-encrypted {count} App Secret(s) under the first encryption key.")
+    click.echo(f"Re-encrypted {count} App Secret(s) and {totp_count} two-factor secret(s) "
+               "under the first encryption key.")
 
 
 @main.command()

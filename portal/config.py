@@ -12,6 +12,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from dotenv import load_dotenv
@@ -38,7 +39,24 @@ class Settings:
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* headers count
     secure_cookies: bool = False  # session cookies only over HTTPS
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
+    session_idle_hours: int = 12  # a portal session ends after this long without a request
+    public_url: str | None = None  # where partners reach the portal; the base of emailed links
     extra: dict = field(default_factory=dict)
+
+
+def _private_dir(path: Path) -> None:
+    """Create the data dir readable by its owner only (0700), and tighten an existing one:
+    it holds the SQLite file and the server's own keys."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data dir {path}: {exc.strerror}") from None
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            path.chmod(0o700)
+    except OSError:
+        pass  # a dir another user owns stays as it is: the operator chose it
 
 
 def _generated_once(data_dir: Path, name: str, make) -> str:
@@ -71,10 +89,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         return os.environ.get(f"LOYALTY_{name}", default)
 
     data_dir = Path(get("DATA_DIR", "./instance")).expanduser().resolve()
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create data dir {data_dir}: {exc.strerror}") from None
+    _private_dir(data_dir)
 
     database_url = get("DATABASE_URL") or f"sqlite:///{data_dir / 'loyalty.db'}"
     if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
@@ -119,6 +134,16 @@ def load_settings(overrides: dict | None = None) -> Settings:
     if password_hashing not in PASSWORD_HASHING:
         raise ConfigError("LOYALTY_PASSWORD_HASHING must be 'argon2' (the default) or 'fast' (test suites only)")
 
+    raw_idle = str(get("SESSION_IDLE_HOURS", "12") or "12").strip()
+    if not raw_idle.isdigit() or not 1 <= int(raw_idle) <= 8760:
+        raise ConfigError("LOYALTY_SESSION_IDLE_HOURS must be a whole number of hours from 1 to 8760")
+
+    public_url = (get("PUBLIC_URL") or "").strip().rstrip("/") or None
+    if public_url is not None:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError("LOYALTY_PUBLIC_URL must be the portal's address, like https://partners.example.com")
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -132,6 +157,8 @@ def load_settings(overrides: dict | None = None) -> Settings:
         trusted_proxies=int(raw_proxies),
         secure_cookies=raw_secure in ("1", "true", "yes"),
         password_hashing=password_hashing,
+        session_idle_hours=int(raw_idle),
+        public_url=public_url,
         extra=overrides,
     )
 

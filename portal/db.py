@@ -137,6 +137,7 @@ def open_database(url: str) -> peewee.Database:
         raise ConfigError(f"LOYALTY_DATABASE_URL is not a valid database URL: {exc}") from None
     if scheme == "sqlite":
         name = params.pop("database")
+        private_sqlite_file(name)
         params.setdefault("timeout", 10)
         db = peewee.SqliteDatabase(name, pragmas=SQLITE_PRAGMAS, **params)
     elif scheme in ("postgresql", "postgres"):
@@ -157,6 +158,35 @@ def open_database(url: str) -> peewee.Database:
         raise ConfigError(f"unsupported database URL scheme {scheme!r}")
     _open_databases.add(db)
     return db
+
+
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def private_sqlite_file(name: str) -> None:
+    """Make the SQLite file (and any -wal/-shm beside it) readable by its owner only.
+
+    A missing file is created empty with mode 0600 before SQLite opens it; SQLite gives
+    the -wal and -shm files it creates later the main file's mode. Files left 0644 by an
+    older version are tightened. A file another user owns is left alone.
+    """
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        return  # SQLite reports the missing folder on connect
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        return  # unwritable: connecting will say so
+    for suffix in SQLITE_COMPANIONS:
+        companion = Path(f"{name}{suffix}")
+        try:
+            info = companion.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.getuid():
+                companion.chmod(0o600)
+        except OSError:
+            continue
 
 
 def bind(db: peewee.Database) -> peewee.Database:

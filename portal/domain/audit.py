@@ -1,4 +1,5 @@
-"""The audit trail: every sign-up, failed log-in, application, secret and key change.
+"""The audit trail: sign-ups, log-ins and failed log-ins, two-factor and password changes,
+invites, role changes and removals, applications, secrets, keys and program changes.
 
 The address an action came from is set once per web request (`acting_from`, by the
 portal's plumbing); domain code records events without knowing about requests. Commands
@@ -37,3 +38,39 @@ def record(action: str, *, partner=None, user=None, actor: str | None = None, ta
         detail=detail,
         ip=origin[:64],
     )
+
+
+# -- reading the log ------------------------------------------------------------------------
+
+PAGE_SIZE = 50
+
+
+def events_of(partner, *, actor: str = "", action: str = "", before: int | None = None,
+              limit: int | None = PAGE_SIZE) -> list[AuditEvent]:
+    """A partner's audit events, newest first, optionally of one actor (an email) and one
+    action, older than the event `before` (for paging)."""
+    query = AuditEvent.select().where(AuditEvent.partner == partner)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if before:
+        query = query.where(AuditEvent.id < before)
+    query = query.order_by(AuditEvent.id.desc())
+    if limit:
+        query = query.limit(limit)
+    return list(query)
+
+
+def actors_of(partner) -> list[str]:
+    """Everyone who appears in a partner's audit log (removed users too), by email."""
+    rows = (AuditEvent.select(AuditEvent.actor).where(AuditEvent.partner == partner)
+            .distinct().order_by(AuditEvent.actor).tuples())
+    return [actor for (actor,) in rows]
+
+
+def actions_of(partner) -> list[str]:
+    """The actions that appear in a partner's audit log."""
+    rows = (AuditEvent.select(AuditEvent.action).where(AuditEvent.partner == partner)
+            .distinct().order_by(AuditEvent.action).tuples())
+    return [action for (action,) in rows]

@@ -6,7 +6,8 @@
 - at most one code per 30 s and 5 per hour per member (OtpSend rows, so every server
   process counts the same sends);
 - test mode never delivers anything and the code is always `000000`;
-- production delivers through a sender: SMTP when LOYALTY_SMTP_URL is set, an HTTP
+- production delivers through a sender: SMTP (portal.mail, shared with invites and
+  password resets) when LOYALTY_SMTP_URL is set, an HTTP
   webhook for SMS when LOYALTY_SMS_WEBHOOK is set, and otherwise the server console.
   The console sender *is* a delivery channel (for a first run, or an operator relaying
   codes by hand), so it prints the code on purpose; configure SMTP/SMS for real members.
@@ -20,13 +21,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import smtplib
-import ssl
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
@@ -34,6 +31,7 @@ from portal.config import current_settings
 from portal.db import database, is_postgres, write_transaction
 from portal.domain import Invalid, RateLimited, Unavailable
 from portal.logs import get_logger
+from portal.mail import send_smtp
 from portal.models import Member, Otp, OtpSend, utcnow
 
 log = get_logger("portal.domain.otp")
@@ -67,28 +65,14 @@ class ConsoleSender:
 
 
 class SmtpSender:
-    """Email through `smtp://user:pass@host:port` (`smtps://` for TLS, `?starttls=1` to upgrade)."""
+    """Email through the platform's mail module (portal.mail) at `url`."""
 
     def __init__(self, url: str, mail_from: str):
-        self.url = urlsplit(url)
+        self.url = url
         self.mail_from = mail_from
 
     def send(self, member: Member, channel: str, code: str) -> None:
-        message = EmailMessage()
-        message["From"] = self.mail_from
-        message["To"] = member.email
-        message["Subject"] = "Your verification code"
-        message.set_content(_message(code))
-        secure = self.url.scheme == "smtps"
-        port = self.url.port or (465 if secure else 25)
-        host = self.url.hostname or "localhost"
-        smtp_class = smtplib.SMTP_SSL if secure else smtplib.SMTP
-        with smtp_class(host, port, timeout=10) as smtp:
-            if not secure and parse_qs(self.url.query).get("starttls", ["0"])[0] in ("1", "true"):
-                smtp.starttls(context=ssl.create_default_context())
-            if self.url.username:
-                smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
-            smtp.send_message(message)
+        send_smtp(self.url, self.mail_from, member.email, "Your verification code", _message(code))
 
 
 class WebhookSmsSender:

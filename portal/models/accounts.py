@@ -25,9 +25,16 @@ class User(BaseModel):
     partner = peewee.ForeignKeyField(Partner, backref="users", on_delete="CASCADE")
     email = peewee.CharField(max_length=254, unique=True)  # stored lower-cased
     password_hash = peewee.CharField(max_length=255)
-    role = peewee.CharField(max_length=16, default="owner")  # owner | developer
+    role = peewee.CharField(max_length=16, default="owner")  # owner | admin | developer | viewer
     created_at = peewee.DateTimeField(default=utcnow)
     last_login_at = peewee.DateTimeField(null=True)
+    # Two-factor authentication (TOTP): the secret encrypted like App Secrets; set up but
+    # not yet confirmed while `totp_enabled_at` is empty. `totp_last_step` is the time step
+    # of the last code accepted, so a code cannot be used twice.
+    totp_secret = peewee.TextField(null=True)
+    totp_enabled_at = peewee.DateTimeField(null=True)
+    totp_last_step = peewee.BigIntegerField(null=True)
+    password_changed_at = peewee.DateTimeField(null=True)
 
     # flask-login protocol
     is_authenticated = True
@@ -39,6 +46,10 @@ class User(BaseModel):
 
     def get_id(self) -> str:
         return str(self.id)
+
+    @property
+    def has_two_factor(self) -> bool:
+        return self.totp_enabled_at is not None
 
 
 class Invite(BaseModel):

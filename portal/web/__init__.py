@@ -1,9 +1,11 @@
 """The portal: web plumbing shared by every portal blueprint, and the blueprints.
 
-One module per sidebar area: `auth` (sign-up, log-in), `home`, `developer` (applications,
-secrets, keys), `program` (cards, rewards, referral rule), `sdk` (the SDK's page, README
-and wheel, for anyone), `docs` (the guide and the API
-reference). This module holds what they share: log-in sessions (flask-login), CSRF
+One module per sidebar area: `auth` (sign-up, log-in, the two-factor step, forgotten
+passwords, joining a team), `home`, `developer` (applications, secrets, keys), `program`
+(cards, rewards, referral rule), `team` (teammates, invites, roles), `account` (password,
+two-factor, sessions), `audit` (the audit log), `sdk` (the SDK's page, README and wheel,
+for anyone), `docs` (the guide and the API reference). This module holds what they share:
+log-in sessions (flask-login on top of server-side session rows, portal.domain.sessions), CSRF
 protection for every state-changing request, one check that every form field and address
 is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page
 from the same templates, flash messages out of band), every HTML error page (without
@@ -42,6 +44,7 @@ from portal.logs import escape_for_log, first_line, get_logger, where_raised
 log = get_logger(__name__)
 
 CSRF_SESSION_KEY = "_csrf"
+SESSION_ID_KEY = "sid"  # the server-side session's id, in the signed cookie
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
@@ -287,18 +290,50 @@ def unauthorized_response() -> Response:
 
 
 def _load_user(user_id: str):
-    from portal.models import User
+    """The signed-in user: only while the cookie's session id names a live session row of
+    that user (logged out, ended everywhere, idle or removed: nobody)."""
+    from portal.domain.sessions import user_for_session
 
-    try:
-        return User.get_or_none(User.id == int(user_id))
-    except (TypeError, ValueError):
-        return None
+    return user_for_session(session.get(SESSION_ID_KEY), user_id)
+
+
+def client_address() -> str:
+    """The caller's address (after ProxyFix when LOYALTY_TRUSTED_PROXIES is set)."""
+    return request.remote_addr or ""
+
+
+def begin_session(user) -> None:
+    """Sign `user` in on a fresh session (no fixation): a new server-side session row, a
+    new cookie, a fresh CSRF token. A session this browser had before is ended."""
+    from flask_login import login_user
+
+    from portal.domain.sessions import end_session, start_session
+
+    end_session(session.get(SESSION_ID_KEY))
+    session.clear()
+    session[SESSION_ID_KEY] = start_session(user, ip=client_address(),
+                                            user_agent=request.headers.get("User-Agent", ""))
+    login_user(user)
+    rotate_csrf_token()
+
+
+def end_current_session() -> None:
+    """Sign this browser out: its session row is deleted, so a copy of the cookie is
+    refused too."""
+    from flask_login import logout_user
+
+    from portal.domain.sessions import end_session
+
+    end_session(session.get(SESSION_ID_KEY))
+    logout_user()
+    session.clear()
+    rotate_csrf_token()
 
 
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import auth, developer, docs, home, permissions, program, sdk
+    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
@@ -372,7 +407,8 @@ def init_app(app) -> None:
                 headers["Cache-Control"] = "no-store"
         return response
 
-    for blueprint in (auth.bp, home.bp, developer.bp, program.bp, docs.bp, sdk.bp):
+    for blueprint in (auth.bp, home.bp, developer.bp, program.bp, team.bp, account.bp, audit_log.bp, docs.bp,
+                      sdk.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)
@@ -390,7 +426,10 @@ def init_app(app) -> None:
     @app.errorhandler(DomainError)
     def _refused(exc: DomainError):
         """A rule refused what a view did not turn into a form message itself."""
-        return error_response(DOMAIN_STATUS[exc.kind], exc.message)
+        response = error_response(DOMAIN_STATUS[exc.kind], exc.message)
+        if exc.retry_after:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     for error_class in UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, _database_unavailable)

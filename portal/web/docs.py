@@ -140,8 +140,11 @@ def endpoint_groups() -> list[tuple[str, list[dict]]]:
 
 @bp.get("/docs")
 def guide():
-    """Our own guide to credentials, modes, scopes and key rotation."""
-    return render_template("docs/guide.html", scope_groups=scope_groups())
+    """Our own guide to credentials, modes, scopes, key rotation, and teams and security."""
+    from portal.config import current_settings
+
+    return render_template("docs/guide.html", scope_groups=scope_groups(),
+                           session_idle_hours=current_settings().session_idle_hours)
 
 
 @bp.get("/docs/api")

@@ -29,6 +29,10 @@ ROUTE_ROLES: dict[str, str] = {
     "healthz": PUBLIC,
     "auth.signup": PUBLIC,
     "auth.login": PUBLIC,
+    "auth.two_factor": PUBLIC,  # only after a correct password (a marker in the session)
+    "auth.forgot_password": PUBLIC,
+    "auth.reset": PUBLIC,  # only with a live reset link
+    "team.join": PUBLIC,  # only with a live invite link
     "docs.api": PUBLIC,
     # the SDK: partners' developers and their CI fetch it with pip, without a log-in
     "sdk.index": PUBLIC,
@@ -42,6 +46,16 @@ ROUTE_ROLES: dict[str, str] = {
     "developer.application": "viewer",
     "developer.keys": "viewer",
     "developer.key_row": "viewer",
+    "team.index": "viewer",
+    # one's own account: password, two-factor, sessions
+    "account.index": "viewer",
+    "account.change_password": "viewer",
+    "account.setup_two_factor": "viewer",
+    "account.cancel_two_factor_setup": "viewer",
+    "account.turn_on_two_factor": "viewer",
+    "account.turn_off_two_factor": "viewer",
+    "account.replace_recovery_codes": "viewer",
+    "account.log_out_everywhere": "viewer",
     # keys: developers manage test keys; the view requires admin for production ones
     "developer.new_key": "developer",
     "developer.create_key": "developer",
@@ -52,6 +66,15 @@ ROUTE_ROLES: dict[str, str] = {
     "developer.new_application": "admin",
     "developer.create_app": "admin",
     "developer.regenerate_app_secret": "admin",
+    # the team: admins manage admins, developers and viewers; the views require an owner
+    # for changing an owner or making one
+    "team.invite_form": "admin",
+    "team.send_invite": "admin",
+    "team.withdraw_invite": "admin",
+    "team.save_role": "admin",
+    "team.remove": "admin",
+    "audit.index": "admin",
+    "audit.download": "admin",
     # the program
     "program.index": "admin",
     "program.save_settings": "admin",

@@ -32,17 +32,18 @@ def main(out: Path) -> None:
             for label, (width, height) in WIDTHS.items():
                 page = browser.new_context(viewport={"width": width, "height": height}).new_page()
 
-                def shot(name: str) -> None:
-                    page.wait_for_load_state()
-                    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                def shot(name: str, target=None) -> None:
+                    target = target or page
+                    target.wait_for_load_state()
+                    overflow = target.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                     if overflow > 0:
                         print(f"{name}-{label}: wider than the window by {overflow}px")
-                    page.screenshot(path=str(out / f"{name}-{label}.png"), full_page=True)
+                    target.screenshot(path=str(out / f"{name}-{label}.png"), full_page=True)
                     # Tall phone pages are also cut into screen-sized parts, easier to read.
-                    total = page.evaluate("document.documentElement.scrollHeight")
+                    total = target.evaluate("document.documentElement.scrollHeight")
                     for part, top in enumerate(range(0, total, height) if total > height * 1.5 else []):
-                        page.screenshot(path=str(out / f"{name}-{label}-part{part + 1}.png"), full_page=True,
-                                        clip={"x": 0, "y": top, "width": width, "height": min(height, total - top)})
+                        target.screenshot(path=str(out / f"{name}-{label}-part{part + 1}.png"), full_page=True,
+                                          clip={"x": 0, "y": top, "width": width, "height": min(height, total - top)})
 
                 page.goto(server.url + "/signup")
                 shot("01-signup")
@@ -100,11 +101,100 @@ def main(out: Path) -> None:
                 shot("17-login")
                 page.goto(server.url + "/no/such/page")
                 shot("18-not-found-logged-out")
+                team_and_security(browser, page, server, shot, label, width, height)
                 page.context.close()
             browser.close()
     finally:
         server.stop()
     print(f"screenshots in {out}")
+
+
+def team_and_security(browser, page, server, shot, label, width, height) -> None:
+    """The Team, Account and Audit log pages, joining a team, the two-factor log-in step
+    and the forgotten-password pages."""
+    import re
+
+    import pyotp
+
+    page.goto(server.url + "/login")
+    page.get_by_label("Email").fill(f"owner-{label}@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Team").click()
+    shot("20-team")
+    page.get_by_role("button", name="Invite teammate").click()
+    invite = page.get_by_role("region", name="Invite teammate")
+    invite.get_by_label("Email").wait_for()
+    shot("21-invite-form")
+    invite.get_by_label("Email").fill(f"developer-{label}@example.com")
+    invite.get_by_label("Role").select_option(label="Developer")
+    page.get_by_role("button", name="Send invite").click()
+    link = page.get_by_label("Invite link").inner_text()
+    shot("22-invite-link")
+    page.get_by_role("link", name="Team").click()
+    shot("22b-team-with-invite")
+    joiner = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    joiner.goto(link)
+    shot("23-join", joiner)
+    joiner.get_by_label("Password").fill("another long passphrase")
+    joiner.get_by_role("button", name="Join team").click()
+    joiner.get_by_role("link", name="Team").click()
+    shot("24-team-as-developer", joiner)
+    joiner.context.close()
+    # Without JavaScript, "Remove" asks on a page of its own (the no-JS owner is the same user).
+    no_js = browser.new_context(viewport={"width": width, "height": height}, java_script_enabled=False)
+    no_js.add_cookies(page.context.cookies())
+    plain = no_js.new_page()
+    plain.goto(server.url + "/team")
+    plain.get_by_role("row").filter(has_text=f"developer-{label}@").get_by_role("button", name="Remove").click()
+    shot("25a-remove-confirm-no-js", plain)
+    no_js.close()
+    page.reload()
+    shot("25-team-two-members")
+    page.get_by_role("link", name="Account").click()
+    shot("26-account")
+    page.get_by_role("button", name="Set up two-factor authentication").click()
+    secret = page.get_by_label("Secret key").inner_text().replace(" ", "")
+    shot("27-two-factor-setup")
+    page.get_by_label("Authentication code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on").click()
+    page.get_by_label("Recovery codes").wait_for()
+    shot("28-recovery-codes")
+    page.reload()
+    shot("29-two-factor-on")
+    page.get_by_role("link", name="Audit log").click()
+    shot("30-audit-log")
+    email = page.locator(".account-email").inner_text()
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Authentication code").wait_for()
+    shot("31-login-code")
+    page.get_by_label("Authentication code").fill("000000")
+    page.get_by_role("button", name="Verify").click()
+    shot("32-login-code-wrong")
+    page.goto(server.url + "/login")
+    page.get_by_role("link", name="Forgot password?").click()
+    shot("33-forgot")
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Send reset link").click()
+    shot("34-forgot-sent")
+    for _ in range(50):
+        found = re.findall(r"(http://\S+/reset-password/[A-Za-z0-9_-]+)", server.log_text)
+        if found:
+            break
+        page.wait_for_timeout(100)
+    page.goto(found[-1])
+    shot("35-reset")
+    page.goto(server.url + "/reset-password/not-a-real-token")
+    shot("36-reset-invalid")
+    for attempt in range(6):
+        page.goto(server.url + "/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(f"wrong guess {attempt}")
+        page.get_by_role("button", name="Log in").click()
+    shot("37-login-throttled")
 
 
 if __name__ == "__main__":
