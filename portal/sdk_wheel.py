@@ -31,7 +31,6 @@ import base64
 import fnmatch
 import hashlib
 import io
-import logging
 import re
 import threading
 import tomllib
@@ -40,7 +39,13 @@ from dataclasses import dataclass
 from email.parser import Parser
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+
+def _log():
+    """The platform's logger, imported when serving (setup.py loads this file on its own,
+    without the portal package)."""
+    from portal.logs import get_logger
+
+    return get_logger(__name__)
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "sdk_dist"
 CHECKOUT_SDK_DIR = Path(__file__).resolve().parent.parent / "sdk"
@@ -264,12 +269,12 @@ def find_wheel(packaged_dir: Path = PACKAGED_DIR, checkout_sdk_dir: Path = CHECK
     checkout's sdk/ folder; None when there is neither (logged)."""
     packaged = sorted(Path(packaged_dir).glob("*.whl")) if Path(packaged_dir).is_dir() else []
     if len(packaged) > 1:
-        log.warning("several SDK wheels in %s: serving %s", packaged_dir, packaged[-1].name)
+        _log().warning("several SDK wheels in %s: serving %s", packaged_dir, packaged[-1].name)
     if packaged:
         return read_wheel(packaged[-1])
     if (Path(checkout_sdk_dir) / "pyproject.toml").is_file():
         return build_wheel(checkout_sdk_dir)
-    log.error("no SDK wheel to serve: %s is empty and there is no sdk/ checkout at %s "
+    _log().error("no SDK wheel to serve: %s is empty and there is no sdk/ checkout at %s "
               "(install the portal with pip, which builds it)", packaged_dir, checkout_sdk_dir)
     return None
 
@@ -285,6 +290,6 @@ def served_wheel() -> SdkWheel | None:
             try:
                 _served.append(find_wheel())
             except SdkWheelError as exc:
-                log.error("the SDK wheel cannot be built: %s", exc)
+                _log().error("the SDK wheel cannot be built: %s", exc)
                 _served.append(None)
         return _served[0]
