@@ -1,23 +1,38 @@
-"""Shared fixtures: an app on a fresh database, its test client and CLI runner, and a
-live server (the real `loyalty-portal serve`, gunicorn on a loopback port).
+"""Shared fixtures: an app on a fresh database and its test client, and a live server
+(the real `loyalty-portal serve`, gunicorn on a loopback port).
 
 Both engines
 ------------
 Every test that uses `app` (or `engine` / `database_url`) runs on SQLite. It runs on
-PostgreSQL too when it opts in, each run on a fresh database cloned from a migrated
-template:
+PostgreSQL too when its behaviour depends on SQL: ledgers and balances, idempotency,
+races, migrations, uniqueness, lists and paging, the gate's lookups of keys, secrets and
+nonces. The rule:
 
-- every test under `tests/api/`, `tests/domain/`, `tests/ledger/` and `tests/reliability/`
-  (BOTH_ENGINES_DIRS);
-- a module with `pytestmark = pytest.mark.both_engines`, or a test marked so;
-- `@pytest.mark.postgres_only` runs a test on PostgreSQL alone;
-- `@pytest.mark.sqlite_only` keeps a test in those directories on SQLite alone.
+- every test under `tests/api/`, `tests/domain/` and `tests/reliability/` runs on both
+  (BOTH_ENGINES_DIRS), and so does a module elsewhere with `pytestmark =
+  pytest.mark.both_engines` (tests/test_migrations.py);
+- `@pytest.mark.sqlite_only` (on a test, or as a module's `pytestmark`) keeps a test in
+  those directories on SQLite alone. It is for input validation and for what never
+  reaches SQL: request parsing, header and signature checks, error shapes, documents.
+  Say why in a comment beside it;
+- `@pytest.mark.postgres_only` runs a test on PostgreSQL alone.
 
 The ids read `test_name[sqlite]` and `test_name[postgres]`. PostgreSQL comes from
 `LOYALTY_TEST_DATABASE_URL` (e.g. postgresql://postgres@127.0.0.1:5432/test; the user
 must be allowed to CREATE DATABASE). Without it, or when it does not answer, the
 PostgreSQL runs skip with the reason; under `CI=true` they fail instead. `-m "not
 postgres"` deselects them.
+
+Cheap fixtures
+--------------
+- A test's database is migrated once per session, not per test: SQLite tests get a copy
+  of a migrated template file; PostgreSQL tests get a database cloned from a migrated
+  template, emptied (every row deleted, sequences reset) when the test ends and handed
+  to the next test, since cloning costs two checkpoints of the whole server.
+- Passwords are hashed with `LOYALTY_PASSWORD_HASHING=fast` (argon2 at its minimum cost)
+  by the `app` fixture and by every server and CLI subprocess `LiveServer` starts; the
+  default policy is tested on its own (tests/web/test_auth.py). API credentials
+  (tests/api/helpers.py) have no password at all.
 """
 
 from __future__ import annotations
@@ -29,9 +44,11 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -43,7 +60,7 @@ TESTS_DIR = Path(__file__).parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 ENGINES = ("sqlite", "postgres")
-BOTH_ENGINES_DIRS = ("api", "domain", "ledger", "reliability")
+BOTH_ENGINES_DIRS = ("api", "domain", "reliability")
 PG_TEST_URL = os.environ.get("LOYALTY_TEST_DATABASE_URL", "").strip()
 
 
@@ -79,9 +96,16 @@ def pytest_generate_tests(metafunc):
 
 
 class PostgresDatabases:
-    """Fresh PostgreSQL databases for tests: `CREATE DATABASE … TEMPLATE` a copy of one
-    migrated once per session, dropped after the test. Names carry the pytest process id
-    so that several test sessions on one server never touch each other's databases."""
+    """Migrated PostgreSQL databases for tests, each with no rows.
+
+    The first is `CREATE DATABASE … TEMPLATE` a copy of one migrated once per session;
+    when its test ends, `release` empties it (every row deleted, every sequence back at
+    its start) and the next test gets it. Cloning forces two checkpoints of the whole
+    server, flushing what every earlier test wrote (about half a second a test on this
+    machine); emptying a handful of small tables takes a few milliseconds. A database
+    that cannot be emptied is dropped instead. Names carry the pytest process id so that
+    several test sessions on one server never touch each other's databases.
+    """
 
     def __init__(self, admin_url: str):
         import psycopg2
@@ -93,10 +117,13 @@ class PostgresDatabases:
         self.prefix = f"loyalty_t{os.getpid()}_"
         self.counter = itertools.count(1)
         self.template: str | None = None
+        self.emptying_sql = ""
+        self.schema_fingerprint = ""
+        self.free: list[str] = []  # emptied databases, ready for the next test
         self.admin = psycopg2.connect(admin_url, connect_timeout=5)
         self.admin.autocommit = True
         # PostgreSQL 15 copies a template through the WAL by default; for a small template
-        # copying the files is several times faster (about 0.1 s per test here).
+        # copying the files is several times faster.
         self.copy_strategy = " STRATEGY FILE_COPY" if self.admin.server_version >= 150000 else ""
         self._drop_leftovers_of_dead_sessions()
 
@@ -124,33 +151,121 @@ class PostgresDatabases:
             migrated = db.open_database(self.url_for(name))
             try:
                 db.migrate(migrated)
+                self.emptying_sql = _emptying_sql(migrated)
+                self.schema_fingerprint = migrated.execute_sql(SCHEMA_FINGERPRINT_SQL).fetchone()[0]
             finally:
                 migrated.close_all()
             self.template = name
         return self.template
 
     def create(self) -> str:
-        """A new migrated database; returns its URL."""
+        """A migrated database with no rows; returns its URL (give it back with `release`)."""
         template = self._ensure_template()
+        if self.free:
+            return self.free.pop()
         name = f"{self.prefix}{next(self.counter)}"
         self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{self.copy_strategy}')
         return self.url_for(name)
 
+    def release(self, url: str) -> None:
+        """Empty a database from `create` for the next test. One whose schema the test
+        changed (a trigger, a function, a column) is dropped instead, as is one that
+        cannot be emptied."""
+        name = _database_name(url)
+        try:
+            # Whatever the test left connected (a thread's connection, a killed server's
+            # backend) must not hold a lock on the rows about to go.
+            self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            conn = self.psycopg2.connect(url, connect_timeout=5)
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.execute(SCHEMA_FINGERPRINT_SQL)
+                    if cur.fetchone()[0] != self.schema_fingerprint:
+                        raise LookupError("the test changed the schema")
+                    cur.execute("SET LOCAL lock_timeout = '10s'")
+                    cur.execute(self.emptying_sql)
+            finally:
+                conn.close()
+        except (self.psycopg2.Error, LookupError):
+            self.drop(name)
+            return
+        self.free.append(url)
+
     def create_empty(self) -> str:
-        """A new database with no tables (for migration tests)."""
+        """A new database with no tables (for migration tests); drop it after."""
         name = f"{self.prefix}{next(self.counter)}"
         self.execute(f'CREATE DATABASE "{name}"')
         return self.url_for(name)
 
     def drop(self, name_or_url: str) -> None:
-        name = name_or_url.split("?", 1)[0].rsplit("/", 1)[-1]
+        name = _database_name(name_or_url)
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.free = [url for url in self.free if _database_name(url) != name]
 
     def close(self) -> None:
         for (name,) in self.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
                                     (self.prefix.replace("_", "\\_") + "%",)):
             self.drop(name)
         self.admin.close()
+
+
+# Everything in a database a test might change besides its rows: tables, indexes, views and
+# sequences, columns and their defaults, constraints, triggers, functions, types, the
+# database's own settings. Two databases with the same digest have the same schema.
+SCHEMA_FINGERPRINT_SQL = """
+SELECT md5(string_agg(item, E'\\n' ORDER BY item)) FROM (
+    SELECT 'class ' || relname || ' ' || relkind::text
+      FROM pg_class WHERE relnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'column ' || attrelid::regclass || '.' || attname || ' ' || format_type(atttypid, atttypmod)
+           || ' ' || attnotnull::text || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+      FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'index ' || indexrelid::regclass || ' ' || pg_get_indexdef(indexrelid)
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+    UNION ALL
+    SELECT 'function ' || oid::regprocedure FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'type ' || typname FROM pg_type WHERE typnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'setting ' || array_to_string(setconfig, ' ') FROM pg_db_role_setting
+     WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+    UNION ALL
+    SELECT 'connections ' || datallowconn::text || ' ' || datconnlimit::text
+      FROM pg_database WHERE datname = current_database()
+) AS schema (item)
+"""
+
+
+def _database_name(name_or_url: str) -> str:
+    return name_or_url.split("?", 1)[0].rsplit("/", 1)[-1]
+
+
+def _emptying_sql(migrated) -> str:
+    """SQL that deletes every row of a migrated PostgreSQL database (children before their
+    parents, so no foreign key objects) and restarts its sequences, in one transaction.
+    peewee-migrate's own history stays: the database remains migrated."""
+    import peewee
+
+    from portal.models import ALL_MODELS
+
+    tables = {name for name in migrated.get_tables() if name != "migratehistory"}
+    known = [model._meta.table_name for model in reversed(peewee.sort_models(ALL_MODELS))]
+    assert tables == set(known), f"the migrated tables are not the models' tables: {sorted(tables ^ set(known))}"
+    sequences = migrated.execute_sql(
+        "SELECT c.relname, s.seqstart FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT LIKE 'migratehistory%%'").fetchall()
+    statements = [f'DELETE FROM "{table}"' for table in known]
+    statements += [f"SELECT setval('\"{name}\"', {start}, false)" for name, start in sequences]
+    return ";\n".join(statements)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -197,16 +312,38 @@ def engine(request) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite file migrated once for the session, for `database_url` to copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "loyalty.db"
+    migrated = db.open_database(f"sqlite:///{path}")
+    try:
+        db.migrate(migrated)
+    finally:
+        migrated.close()
+    # Out of WAL mode, with the WAL folded into the file: the file alone is then the whole
+    # database, and a plain copy of it is complete. (Each copy goes back to WAL when the
+    # app first connects to it.)
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
 @pytest.fixture
 def database_url(request, engine, tmp_path) -> str:
-    """The URL of a fresh, migrated database on this test's engine."""
+    """The URL of a migrated database with no rows, this test's own, on its engine: a copy
+    of the session's SQLite template in tmp_path, or a PostgreSQL database that nothing
+    else uses until the test ends."""
     if engine == "sqlite":
-        yield f"sqlite:///{tmp_path / 'loyalty.db'}"
+        path = tmp_path / "loyalty.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     factory = request.getfixturevalue("postgres_databases")
     url = factory.create()
     yield url
-    factory.drop(url)
+    factory.release(url)
 
 
 @pytest.fixture(scope="session")
@@ -217,11 +354,10 @@ def signing_vectors() -> dict:
 
 @pytest.fixture
 def app(tmp_path, database_url):
-    """The app on a fresh database (a SQLite file in its own data dir, or a fresh
-    PostgreSQL database when the test runs on both engines), migrated."""
-    application = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "DATABASE_URL": database_url})
-    with application.app_context():
-        db.migrate()
+    """The app on this test's migrated database (a SQLite file in its own data dir, or a
+    PostgreSQL database when the test runs on both engines), hashing passwords cheaply."""
+    application = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "DATABASE_URL": database_url,
+                              "PASSWORD_HASHING": "fast"})
     yield application
     db.close_all()
 
@@ -231,11 +367,6 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def runner(app):
-    return app.test_cli_runner()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -243,13 +374,17 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """`loyalty-portal serve` in a subprocess, on its own data dir and port."""
+    """`loyalty-portal serve` in a subprocess, on its own data dir and port.
+
+    The server and every command `cli` runs hash passwords with
+    LOYALTY_PASSWORD_HASHING=fast unless `env` says otherwise.
+    """
 
     def __init__(self, data_dir: Path, *, workers: int = 1, env: dict | None = None):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir)}
+        self.env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir), "LOYALTY_PASSWORD_HASHING": "fast"}
         self.env.pop("LOYALTY_DATABASE_URL", None)  # a file database in data_dir unless `env` says
         self.env.update(env or {})
         self.workers = workers
@@ -276,20 +411,11 @@ class LiveServer:
             time.sleep(0.1)
         raise RuntimeError("server did not answer /healthz within 30 s")
 
-    def stop(self, sig=None) -> None:
-        if self.proc and self.proc.poll() is None:
-            if sig is None:
-                self.proc.terminate()
-            else:
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reap_group()
-        if getattr(self, "log", None):
-            self.log.close()
+    def stop(self) -> None:
+        """End a server its test is done with: SIGKILL, as `kill()`. Nothing is in flight
+        by then, and gunicorn's own shutdown takes a second or more (the graceful one,
+        SIGTERM, waits for idle keep-alive connections too)."""
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL the master and every worker at once: a crash, not a shutdown."""

@@ -19,7 +19,8 @@ def cli(tmp_path):
     runner = CliRunner()
 
     def run(encryption_key, *args, stdin=None):
-        env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": "", "LOYALTY_ENCRYPTION_KEY": encryption_key}
+        env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": "", "LOYALTY_ENCRYPTION_KEY": encryption_key,
+               "LOYALTY_PASSWORD_HASHING": "fast"}
         return runner.invoke(main, list(args), input=stdin, env=env, catch_exceptions=False)
 
     yield run

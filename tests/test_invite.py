@@ -13,14 +13,15 @@ from portal.cli import main
 
 @pytest.fixture
 def invite_only(tmp_path):
-    env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": "", "LOYALTY_SIGNUP": "invite"}
+    env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": "", "LOYALTY_SIGNUP": "invite",
+           "LOYALTY_PASSWORD_HASHING": "fast"}
     runner = CliRunner()
     yield lambda *args: runner.invoke(main, list(args), env=env, catch_exceptions=False)
     db.database.close()
 
 
 def _sign_up(tmp_path, email):
-    app = create_app({"DATA_DIR": str(tmp_path), "SIGNUP": "invite"})
+    app = create_app({"DATA_DIR": str(tmp_path), "SIGNUP": "invite", "PASSWORD_HASHING": "fast"})
     with app.app_context():
         return create_partner_account("Shop", email, "a long enough passphrase")
 

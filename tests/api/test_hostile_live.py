@@ -33,7 +33,7 @@ def server(request, tmp_path_factory):
     yield live
     live.stop()
     if request.param == "postgres":
-        factory.drop(url)
+        factory.release(url)
 
 
 def signed_headers(server, method: str, path_and_query: str, body: bytes = b"") -> dict:

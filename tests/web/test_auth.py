@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argon2
 import pytest
 from portal_helpers import PASSWORD, PortalClient, count
 
 from portal import create_app, db
+from portal.domain.accounts import create_partner_account
 from portal.models import AuditEvent, Invite, Partner, User
 
 
@@ -57,7 +59,7 @@ def test_signup_with_a_bad_field_shows_its_message_and_keeps_the_other_values(ap
 
 
 def test_invite_only_signup_refuses_uninvited_emails_and_accepts_invited_ones(tmp_path):
-    app = create_app({"DATA_DIR": str(tmp_path), "SIGNUP": "invite", "TESTING": True})
+    app = create_app({"DATA_DIR": str(tmp_path), "SIGNUP": "invite", "TESTING": True, "PASSWORD_HASHING": "fast"})
     with app.app_context():
         db.migrate()
         Invite.create(email="invited@shop.example")
@@ -137,3 +139,55 @@ def test_logging_in_starts_a_fresh_session_with_a_new_csrf_token(portal, org):
     portal.post("/login", {"email": org.email, "password": PASSWORD})
     portal.get("/")
     assert portal.token and portal.token != before
+
+
+# -- the password policy: argon2's own cost unless configured otherwise ------------------
+# Every other test hashes with LOYALTY_PASSWORD_HASHING=fast (see tests/conftest.py).
+
+
+def _default_cost():
+    defaults = argon2.PasswordHasher()
+    return (argon2.Type.ID, defaults.time_cost, defaults.memory_cost, defaults.parallelism)
+
+
+def _cost_of(password_hash: str):
+    params = argon2.extract_parameters(password_hash)
+    return (params.type, params.time_cost, params.memory_cost, params.parallelism)
+
+
+def _app_with_the_default_policy(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOYALTY_PASSWORD_HASHING", raising=False)
+    return create_app({"DATA_DIR": str(tmp_path), "TESTING": True})
+
+
+def test_by_default_a_sign_up_hashes_the_password_at_argon2s_recommended_cost(tmp_path, monkeypatch):
+    app = _app_with_the_default_policy(tmp_path, monkeypatch)
+    try:
+        with app.app_context():
+            db.migrate()
+        assert signup(PortalClient(app.test_client())).status_code == 303
+        with app.app_context():
+            stored = User.get(User.email == "new@shop.example").password_hash
+        assert _cost_of(stored) == _default_cost()
+    finally:
+        db.close_all()
+
+
+def test_a_cheaply_hashed_password_is_rehashed_at_the_default_cost_on_log_in(tmp_path, monkeypatch):
+    cheap = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "PASSWORD_HASHING": "fast"})
+    with cheap.app_context():
+        db.migrate()
+        create_partner_account("Shop", "owner@shop.example", PASSWORD)
+        before = User.get().password_hash
+    db.close_all()
+    assert _cost_of(before) != _default_cost()
+
+    app = _app_with_the_default_policy(tmp_path, monkeypatch)  # the same database
+    try:
+        PortalClient(app.test_client()).login("owner@shop.example")
+        with app.app_context():
+            after = User.get().password_hash
+        assert after != before and _cost_of(after) == _default_cost()
+        PortalClient(app.test_client()).login("owner@shop.example")  # the new hash lets the owner in
+    finally:
+        db.close_all()

@@ -16,7 +16,8 @@ from portal.credentials import APP_ID_RE, APP_SECRET_RE, parse_api_key
 def cli(tmp_path):
     """Run a command with LOYALTY_DATA_DIR pointing at a fresh dir."""
     runner = CliRunner()
-    env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": "", "LOYALTY_SIGNUP": "open"}
+    env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": "", "LOYALTY_SIGNUP": "open",
+           "LOYALTY_PASSWORD_HASHING": "fast"}
 
     def run(*args, stdin=None):
         return runner.invoke(main, list(args), input=stdin, env=env, catch_exceptions=False)
@@ -57,7 +58,7 @@ def test_create_user_makes_an_account_that_can_log_in(cli, owner, tmp_path):
     from portal import create_app
     from portal.domain.accounts import authenticate
 
-    app = create_app({"DATA_DIR": str(tmp_path)})
+    app = create_app({"DATA_DIR": str(tmp_path), "PASSWORD_HASHING": "fast"})
     with app.test_request_context():
         assert authenticate(owner, "a long enough passphrase") is not None
 
@@ -119,7 +120,7 @@ def test_arguments_and_passwords_that_are_not_utf8_fail_with_one_clear_line(tmp_
     import subprocess
     import sys
 
-    env = {**os.environ, "LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_SIGNUP": "open"}
+    env = {**os.environ, "LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_SIGNUP": "open", "LOYALTY_PASSWORD_HASHING": "fast"}
     env.pop("LOYALTY_DATABASE_URL", None)
 
     def run(*args, stdin=b"a long enough passphrase\n"):
