@@ -29,6 +29,7 @@ def test_filing_a_stamps_claim_makes_it_pending(api, program, member):
     assert claim["member_id"] == member and claim["entry_id"] is None and claim["decided_at"] is None
 
 
+@pytest.mark.sqlite_only  # input validation
 def test_the_kind_is_inferred_and_must_match_the_fields(api, program, member):
     assert file_claim(api, member_id=member, amount=5).get_json()["kind"] == "cashback"
     res = file_claim(api, member_id=member, kind="stamps", card_id=program["card"])

@@ -32,16 +32,19 @@ def assert_error(response, status, code, error_type):
 # 1. the key's presence and shape
 
 
+@pytest.mark.sqlite_only  # header check before any lookup
 def test_request_without_authorization_is_refused_with_missing_api_key(api):
     assert_error(api.get("/v1/key", headers={"Authorization": None}), 401, "missing_api_key", "authentication_error")
 
 
+@pytest.mark.sqlite_only  # header check before any lookup
 @pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer not-a-key", "test_sk_abc"])
 def test_authorization_of_the_wrong_shape_is_refused_with_malformed_api_key(api, header):
     assert_error(api.get("/v1/key", headers={"Authorization": header}), 401, "malformed_api_key",
                  "authentication_error")
 
 
+@pytest.mark.sqlite_only  # checksum check before any lookup
 def test_key_with_a_bad_checksum_is_refused_with_malformed_api_key(api, signing_vectors):
     for bad in signing_vectors["api_key_format"]["invalid"]:
         response = api.get("/v1/key", headers={"Authorization": f"Bearer {bad}"})
@@ -83,6 +86,7 @@ def test_rolled_key_keeps_working_until_its_expiry(app, api):
 # 3. the application
 
 
+@pytest.mark.sqlite_only  # header check
 def test_request_without_app_id_is_refused_with_missing_app_id(api):
     assert_error(api.get("/v1/key", headers={"X-Loyalty-App-Id": None}), 401, "missing_app_id",
                  "authentication_error")
@@ -98,21 +102,25 @@ def test_another_applications_id_is_refused_with_app_mismatch(app, client, creds
 # 4. the signature
 
 
+@pytest.mark.sqlite_only  # header check
 @pytest.mark.parametrize("dropped", ["X-Loyalty-Signature", "X-Loyalty-Nonce"])
 def test_unsigned_request_is_refused_with_missing_signature(api, dropped):
     assert_error(api.get("/v1/key", headers={dropped: None}), 401, "missing_signature", "authentication_error")
 
 
+@pytest.mark.sqlite_only  # header check
 def test_request_without_timestamp_is_refused_with_timestamp_out_of_range(api):
     assert_error(api.get("/v1/key", headers={"X-Loyalty-Timestamp": None}), 401, "timestamp_out_of_range",
                  "authentication_error")
 
 
+@pytest.mark.sqlite_only  # header check
 @pytest.mark.parametrize("value", ["soon", "1767225600.5", "", "1e9"])
 def test_non_integer_timestamp_is_refused_with_timestamp_out_of_range(api, value):
     assert_error(api.get("/v1/key", timestamp=value), 401, "timestamp_out_of_range", "authentication_error")
 
 
+@pytest.mark.sqlite_only  # clock arithmetic, no SQL
 @pytest.mark.parametrize("offset", [301, -301])
 def test_timestamp_301_seconds_off_is_refused_with_timestamp_out_of_range(api, offset):
     wait_for_start_of_second()
@@ -121,12 +129,14 @@ def test_timestamp_301_seconds_off_is_refused_with_timestamp_out_of_range(api, o
     assert "301 s" in error["message"]
 
 
+@pytest.mark.sqlite_only  # clock arithmetic, no SQL
 @pytest.mark.parametrize("offset", [299, -299])
 def test_timestamp_within_the_window_is_accepted(api, offset):
     wait_for_start_of_second()
     assert api.get("/v1/key", timestamp=int(time.time()) + offset).status_code == 200
 
 
+@pytest.mark.sqlite_only  # signature arithmetic, no SQL
 def test_wrong_signature_is_refused_with_invalid_signature_and_the_canonical_string(api):
     response = api.get("/v1/members?limit=5&email=a%40b.c", secret="secret_" + "x" * 32,
                        nonce="nonce-0123456789abcdef", timestamp=int(time.time()))
@@ -138,6 +148,7 @@ def test_wrong_signature_is_refused_with_invalid_signature_and_the_canonical_str
     assert api.creds.app_secret not in response.get_data(as_text=True)
 
 
+@pytest.mark.sqlite_only  # signature arithmetic, no SQL
 def test_signature_over_a_different_body_is_refused_with_invalid_signature(api):
     headers = {"Authorization": f"Bearer {api.creds.api_key}", "Content-Type": "application/json",
                **sign("POST", "/v1/members", b'{"email":"a@example.com"}',
@@ -146,6 +157,7 @@ def test_signature_over_a_different_body_is_refused_with_invalid_signature(api):
     assert_error(response, 401, "invalid_signature", "authentication_error")
 
 
+@pytest.mark.sqlite_only  # header check
 @pytest.mark.parametrize("nonce", ["short", "x" * 65, "has space in it!!"])
 def test_nonce_of_the_wrong_shape_is_refused(api, nonce):
     error = assert_error(api.get("/v1/key", nonce=nonce), 401, "invalid_signature", "authentication_error")
@@ -229,6 +241,7 @@ def test_checks_run_in_the_documented_order(app, api):
     assert error_of(response)["code"] == "revoked_api_key"
 
 
+@pytest.mark.sqlite_only  # the order of two checks in Python
 def test_bad_signature_is_reported_before_a_missing_scope(app, client, creds):
     narrow = SignedClient(client, add_key(app, creds, scopes=["stamps_read"]))
     assert error_of(narrow.get("/v1/members", secret="secret_" + "y" * 32))["code"] == "invalid_signature"

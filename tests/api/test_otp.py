@@ -123,6 +123,7 @@ def test_a_new_code_replaces_the_old_one(app, prod, prod_member, caplog):
     assert prod.post(f"/v1/members/{prod_member['id']}/otp/verify", json={"code": codes[1]}).status_code == 200
 
 
+@pytest.mark.sqlite_only  # delivery, not SQL
 def test_production_code_goes_to_the_console_by_default(prod, prod_member, caplog):
     with caplog.at_level(logging.INFO, logger="portal.domain.otp"):
         sent = prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "sms"}).get_json()
@@ -134,6 +135,7 @@ def test_production_code_goes_to_the_console_by_default(prod, prod_member, caplo
     assert prod.post(f"/v1/members/{prod_member['id']}/otp/verify", json={"code": code}).status_code == 200
 
 
+@pytest.mark.sqlite_only  # input validation
 def test_channel_the_member_cannot_receive_is_refused(api):
     phone_only = api.post("/v1/members", json={"phone": "+442079460958"}).get_json()
     response = api.post(f"/v1/members/{phone_only['id']}/otp", json={"channel": "email"})
@@ -141,6 +143,7 @@ def test_channel_the_member_cannot_receive_is_refused(api):
     assert error_of(response)["param"] == "channel"
 
 
+@pytest.mark.sqlite_only  # input validation
 @pytest.mark.parametrize("code", ["12345", "1234567", "abcdef", 123456])
 def test_code_must_be_six_digits(api, member, code):
     response = api.post(f"/v1/members/{member['id']}/otp/verify", json={"code": code})
@@ -215,6 +218,7 @@ def sms_gateway():
     server.server_close()
 
 
+@pytest.mark.sqlite_only  # delivery, not SQL
 def test_production_email_code_is_sent_by_smtp_when_configured(app, prod, prod_member, smtp_server):
     configure(app, smtp_url=f"smtp://127.0.0.1:{smtp_server.server_address[1]}", mail_from="shop@example.com")
     assert prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "email"}).status_code == 200
@@ -224,6 +228,7 @@ def test_production_email_code_is_sent_by_smtp_when_configured(app, prod, prod_m
     assert prod.post(f"/v1/members/{prod_member['id']}/otp/verify", json={"code": code}).status_code == 200
 
 
+@pytest.mark.sqlite_only  # delivery, not SQL
 def test_production_sms_code_is_posted_to_the_webhook_when_configured(app, prod, prod_member, sms_gateway):
     configure(app, sms_webhook=f"http://127.0.0.1:{sms_gateway.server_address[1]}/sms")
     assert prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "sms"}).status_code == 200
@@ -232,6 +237,7 @@ def test_production_sms_code_is_posted_to_the_webhook_when_configured(app, prod,
     assert prod.post(f"/v1/members/{prod_member['id']}/otp/verify", json={"code": payload["code"]}).status_code == 200
 
 
+@pytest.mark.sqlite_only  # delivery, not SQL
 def test_failed_delivery_is_reported_without_details(app, prod, prod_member):
     configure(app, sms_webhook="http://127.0.0.1:9/unreachable")
     response = prod.post(f"/v1/members/{prod_member['id']}/otp", json={"channel": "sms"})

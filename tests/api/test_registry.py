@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from portal.api import REGISTRY
 from portal.scopes import SCOPES
+
+pytestmark = pytest.mark.sqlite_only  # the URL map, not the database
 
 
 def test_every_v1_route_in_the_url_map_is_a_declared_endpoint(app):

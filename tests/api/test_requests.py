@@ -8,6 +8,8 @@ import pytest
 
 from tests.api.helpers import error_of
 
+pytestmark = pytest.mark.sqlite_only  # request parsing and the error shape: no SQL behaviour
+
 
 def invalid(response, param=None, status=400, code="invalid_request"):
     assert response.status_code == status, response.get_data(as_text=True)

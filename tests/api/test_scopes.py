@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.api.helpers import ALL_SCOPES, SignedClient, add_key, error_of
+
+pytestmark = pytest.mark.sqlite_only  # what each operation declares; the gate's scope lookup is in test_gate
 
 METHODS = ("get", "post", "patch", "put", "delete")
 

@@ -13,6 +13,8 @@ from portal.models import ApiKey, Application, AppSecret, Partner
 from portal.signing import signature
 from tests.api.helpers import error_of
 
+pytestmark = pytest.mark.sqlite_only  # canonicalisation and signatures, not the database
+
 
 @pytest.fixture
 def vector_app(app, signing_vectors):

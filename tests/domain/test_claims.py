@@ -76,6 +76,7 @@ def test_an_approval_whose_ledger_write_fails_leaves_the_claim_pending(make_memb
     assert ledger.cashback_balance(member) == 0
 
 
+@pytest.mark.sqlite_only  # input validation
 @pytest.mark.parametrize("fields", [
     {"kind": "stamps", "count": 3},
     {"kind": "cashback"},
