@@ -1,6 +1,12 @@
 """Fixtures for the reliability suite: the real server in several processes on this test's
 engine (every test here runs on SQLite and on PostgreSQL; see tests/conftest.py), a demo
-partner, and a small signed HTTP client that is safe to use from many threads."""
+partner, and a small signed HTTP client that is safe to use from many threads.
+
+`server` and `partner` are shared by a module's tests on one engine (each test makes its
+own members, so they stay apart): starting a server and making a demo partner take
+seconds. A test that kills its server or takes its database away uses `own_server` and
+`own_partner` instead.
+"""
 
 from __future__ import annotations
 
@@ -86,18 +92,66 @@ class PartnerClient:
             cursor = page["data"][-1]["id"]
 
 
+class _ServersPerEngine:
+    """The servers (and demo partners) a module's tests share, one per engine, started
+    on first use and stopped when the module ends."""
+
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory = tmp_path_factory
+        self.started: dict[str, tuple[LiveServer, PartnerClient]] = {}
+        self.postgres: list[tuple[object, str]] = []
+
+    def get(self, engine: str, request) -> tuple[LiveServer, PartnerClient]:
+        if engine not in self.started:
+            data_dir = self.tmp_path_factory.mktemp(f"server-{engine}")
+            if engine == "postgres":
+                factory = request.getfixturevalue("postgres_databases")
+                url = factory.create()
+                self.postgres.append((factory, url))
+            else:
+                url = f"sqlite:///{data_dir / 'loyalty.db'}"  # `serve` migrates it
+            live = LiveServer(data_dir, workers=WORKERS, env={"LOYALTY_DATABASE_URL": url}).start()
+            self.started[engine] = (live, PartnerClient(live.url, live.demo()))
+        return self.started[engine]
+
+    def stop(self) -> None:
+        for live, _ in self.started.values():
+            live.stop()
+        for factory, url in self.postgres:
+            factory.release(url)
+
+
+@pytest.fixture(scope="module")
+def _servers_per_engine(tmp_path_factory):
+    servers = _ServersPerEngine(tmp_path_factory)
+    yield servers
+    servers.stop()
+
+
 @pytest.fixture
-def server(tmp_path, database_url):
-    """`loyalty-portal serve --workers 2` on this test's fresh database."""
+def server(engine, request, _servers_per_engine) -> LiveServer:
+    """`loyalty-portal serve --workers 2` on this engine, shared by the module's tests."""
+    return _servers_per_engine.get(engine, request)[0]
+
+
+@pytest.fixture
+def partner(engine, request, _servers_per_engine) -> PartnerClient:
+    """The demo partner of `server`, calling with its test key."""
+    return _servers_per_engine.get(engine, request)[1]
+
+
+@pytest.fixture
+def own_server(tmp_path, database_url):
+    """`loyalty-portal serve --workers 2` on this test's own database, for this test alone."""
     live = LiveServer(tmp_path, workers=WORKERS, env={"LOYALTY_DATABASE_URL": database_url}).start()
     yield live
     live.stop()
 
 
 @pytest.fixture
-def partner(server) -> PartnerClient:
-    """The demo partner of `server`, calling with its test key."""
-    return PartnerClient(server.url, server.demo())
+def own_partner(own_server) -> PartnerClient:
+    """The demo partner of `own_server`, calling with its test key."""
+    return PartnerClient(own_server.url, own_server.demo())
 
 
 def run_together(count: int, action) -> list:

@@ -20,10 +20,10 @@ LEAKS = ("Traceback", "psycopg2", "FATAL", "SELECT", "UPDATE ", "127.0.0.1:5432"
 
 @pytest.mark.postgres_only
 def test_a_database_outage_mid_request_is_a_503_without_a_partial_write_and_the_server_recovers(
-        server, partner, database_url, postgres_databases):
+        own_server, own_partner, database_url, postgres_databases):
     name = database_url.rsplit("/", 1)[-1].split("?")[0]
-    member = partner.create_member()
-    assert partner.post(f"/v1/members/{member}/cashback/credit", {"amount": 1000}).status_code == 201
+    member = own_partner.create_member()
+    assert own_partner.post(f"/v1/members/{member}/cashback/credit", {"amount": 1000}).status_code == 201
 
     # Hold the member's row so the redeem stops inside its transaction, after its request
     # was authenticated and its idempotency key claimed.
@@ -31,7 +31,7 @@ def test_a_database_outage_mid_request_is_a_503_without_a_partial_write_and_the_
     with locker.cursor() as cur:
         cur.execute("SELECT id FROM member WHERE public_id = %s FOR UPDATE", (member,))
     result: dict = {}
-    redeem = threading.Thread(target=lambda: result.setdefault("response", partner.post(
+    redeem = threading.Thread(target=lambda: result.setdefault("response", own_partner.post(
         f"/v1/members/{member}/cashback/redeem", {"amount": 100}, **{"Idempotency-Key": "outage-1"})))
     redeem.start()
     _wait_for_a_backend_waiting_on_a_lock(postgres_databases, name)
@@ -48,29 +48,30 @@ def test_a_database_outage_mid_request_is_a_503_without_a_partial_write_and_the_
         _assert_api_unavailable(response)
 
         # While it is away: the API, the portal and the health check all say so.
-        away = partner.get(f"/v1/members/{member}/cashback")
+        away = own_partner.get(f"/v1/members/{member}/cashback")
         assert away.status_code == 503
         _assert_api_unavailable(away)
-        page = requests.get(server.url + "/login", timeout=10)
+        page = requests.get(own_server.url + "/login", timeout=10)
         assert page.status_code == 503 and "Temporarily unavailable" in page.text
-        assert requests.get(server.url + "/healthz", timeout=10).status_code == 503
+        assert requests.get(own_server.url + "/healthz", timeout=10).status_code == 503
         for text in (response.text, away.text, page.text):
             assert not any(leak in text for leak in LEAKS), text
     finally:
         postgres_databases.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
     # Back: the same server processes answer, with nothing half-written.
-    statuses = [s.status_code for s in run_together(8, lambda i: partner.get(f"/v1/members/{member}/cashback"))]
+    statuses = [s.status_code for s in run_together(8, lambda i: own_partner.get(f"/v1/members/{member}/cashback"))]
     assert statuses == [200] * 8
-    assert partner.cashback_balance(member) == 1000
-    assert [e["amount"] for e in partner.cashback_history(member)] == [1000]
+    assert own_partner.cashback_balance(member) == 1000
+    assert [e["amount"] for e in own_partner.cashback_history(member)] == [1000]
     # The retry of the failed request, with its Idempotency-Key, runs now: its first attempt
     # died with its connection, and so did the advisory lock that marked it as running.
-    retry = partner.post(f"/v1/members/{member}/cashback/redeem", {"amount": 100}, **{"Idempotency-Key": "outage-1"})
+    retry = own_partner.post(f"/v1/members/{member}/cashback/redeem", {"amount": 100},
+                             **{"Idempotency-Key": "outage-1"})
     assert retry.status_code == 201, retry.text
     assert "Idempotent-Replayed" not in retry.headers
-    assert partner.cashback_balance(member) == 900
-    assert "Traceback" not in server.log_text
+    assert own_partner.cashback_balance(member) == 900
+    assert "Traceback" not in own_server.log_text
 
 
 def _assert_api_unavailable(response) -> None:

@@ -14,8 +14,8 @@ WRITERS = 6
 LOAD_SECONDS = 3.0
 
 
-def test_every_acknowledged_write_survives_a_sigkill_of_the_server(server, partner, request):
-    members = [partner.create_member() for _ in range(3)]
+def test_every_acknowledged_write_survives_a_sigkill_of_the_server(own_server, own_partner, request):
+    members = [own_partner.create_member() for _ in range(3)]
     acknowledged: list[dict] = []  # the entries the server answered 201 for
     lock = threading.Lock()
     stop = threading.Event()
@@ -28,7 +28,7 @@ def test_every_acknowledged_write_survives_a_sigkill_of_the_server(server, partn
             redeem = i % 4 == 3
             path = f"/v1/members/{member}/cashback/{'redeem' if redeem else 'credit'}"
             try:
-                res = partner.post(path, {"amount": rng.randint(1, 50), "reference": f"w{n}-{i}"}, timeout=10)
+                res = own_partner.post(path, {"amount": rng.randint(1, 50), "reference": f"w{n}-{i}"}, timeout=10)
             except requests.RequestException:
                 return  # the server is gone; anything unanswered may or may not have landed
             if res.status_code == 201:
@@ -42,24 +42,24 @@ def test_every_acknowledged_write_survives_a_sigkill_of_the_server(server, partn
     for writer in writers:
         writer.start()
     time.sleep(LOAD_SECONDS)
-    server.kill()
+    own_server.kill()
     stop.set()
     for writer in writers:
         writer.join(timeout=30)
     acked = len(acknowledged)
     assert acked > 50, "the load never got going"
 
-    server.start()  # same port, same database: a restart after a crash
+    own_server.start()  # same port, same database: a restart after a crash
 
     found_ids: set[str] = set()
     for member in members:
-        entries = partner.cashback_history(member)
+        entries = own_partner.cashback_history(member)
         found_ids |= {e["id"] for e in entries}
         by_id = {e["id"]: e for e in entries}
         for ack in (a for a in acknowledged if a["member_id"] == member):
             assert ack["id"] in by_id, f"acknowledged entry {ack['id']} was lost"
             assert by_id[ack["id"]]["amount"] == ack["amount"]
-        balance = partner.cashback_balance(member)
+        balance = own_partner.cashback_balance(member)
         assert balance == sum(e["amount"] for e in entries)
         if entries:
             assert entries[0]["balance_after"] == balance  # newest first
