@@ -109,11 +109,9 @@ class PostgresDatabases:
 
     def __init__(self, admin_url: str):
         import psycopg2
-        from psycopg2.extensions import parse_dsn
 
         self.admin_url = admin_url
         self.psycopg2 = psycopg2
-        self.params = parse_dsn(admin_url)
         self.prefix = f"loyalty_t{os.getpid()}_"
         self.counter = itertools.count(1)
         self.template: str | None = None
@@ -434,10 +432,6 @@ class LiveServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-    @property
-    def database_url(self) -> str | None:
-        return self.env.get("LOYALTY_DATABASE_URL")
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         """Run a `loyalty-portal` command against this server's database."""

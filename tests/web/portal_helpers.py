@@ -14,12 +14,6 @@ PASSWORD = "a long enough passphrase"
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def csrf_from(html: str) -> str:
-    match = _CSRF_RE.search(html)
-    assert match, "page has no CSRF field"
-    return match.group(1)
-
-
 class PortalClient:
     """The Flask test client plus the CSRF token a browser would have from the last page."""
 
