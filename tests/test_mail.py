@@ -47,7 +47,8 @@ def inbox():
 @pytest.fixture
 def mail_app(tmp_path, inbox):
     app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "SMTP_URL": inbox.url,
-                      "MAIL_FROM": "portal@bakery.example", "PUBLIC_URL": "https://partners.example.com"})
+                      "MAIL_FROM": "portal@bakery.example", "PUBLIC_URL": "https://partners.example.com",
+                      "PASSWORD_HASHING": "fast"})
     with app.app_context():
         db.migrate()
     yield app
@@ -99,7 +100,8 @@ def test_a_production_otp_email_goes_through_the_same_mail(mail_app, inbox):
 
 
 def test_an_unreachable_mail_server_still_shows_the_invite_link(tmp_path):
-    app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "SMTP_URL": f"smtp://127.0.0.1:{free_port()}"})
+    app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "SMTP_URL": f"smtp://127.0.0.1:{free_port()}",
+                      "PASSWORD_HASHING": "fast"})
     with app.app_context():
         db.migrate()
     try:

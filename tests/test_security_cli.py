@@ -30,7 +30,7 @@ def cli(tmp_path):
 
 
 def user_with_two_factor(tmp_path, encryption_key) -> tuple[pyotp.TOTP, list[str]]:
-    app = create_app({"DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": encryption_key})
+    app = create_app({"DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": encryption_key, "PASSWORD_HASHING": "fast"})
     with app.app_context():
         db.migrate()
         user = create_partner_account("Shop", "o@shop.example", PASSWORD)

@@ -288,7 +288,8 @@ def test_a_reset_still_asks_for_the_second_factor(app, org, signed_in, caplog):
 
 def test_reset_links_are_built_from_the_public_url_when_it_is_set(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="portal.mail")
-    app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "PUBLIC_URL": "https://partners.example.com/"})
+    app = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "PUBLIC_URL": "https://partners.example.com/",
+                      "PASSWORD_HASHING": "fast"})
     with app.app_context():
         db.migrate()
         from portal_helpers import make_org
