@@ -41,6 +41,10 @@ class Settings:
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
     public_url: str | None = None  # where partners reach the portal; the base of emailed links
+    redis_url: str | None = None  # rate limits counted in Redis (else in the database)
+    rate_limit_test: int = 600  # default requests per minute of a test key
+    rate_limit_prod: int = 3000  # default requests per minute of a production key
+    otp_per_app_hour: int = 200  # OTP codes per application and mode per hour
     extra: dict = field(default_factory=dict)
 
 
@@ -144,6 +148,16 @@ def load_settings(overrides: dict | None = None) -> Settings:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError("LOYALTY_PUBLIC_URL must be the portal's address, like https://partners.example.com")
 
+    redis_url = (get("REDIS_URL") or "").strip() or None
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("LOYALTY_REDIS_URL must start with redis://, rediss:// or unix://")
+    limits = {}
+    for name, default in (("RATE_LIMIT_TEST", 600), ("RATE_LIMIT_PROD", 3000), ("OTP_PER_APP_HOUR", 200)):
+        raw = str(get(name, default) or default).strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+            raise ConfigError(f"LOYALTY_{name} must be a whole number from 1 to 1000000")
+        limits[name.lower()] = int(raw)
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -159,6 +173,8 @@ def load_settings(overrides: dict | None = None) -> Settings:
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
         public_url=public_url,
+        redis_url=redis_url,
+        **limits,
         extra=overrides,
     )
 

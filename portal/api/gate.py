@@ -10,8 +10,11 @@ with the documented status and code at the first failure:
    401 timestamp_out_of_range; wrong signature → 401 invalid_signature (with the
    `canonical_string` the server signed); nonce seen → 401 replayed_request
 5. partner suspended or application disabled → 403 account_disabled
+6. the key has allowed IPs and the caller is outside them → 403 ip_not_allowed
 
-and `require_scope` is check 6 (403 insufficient_scope with `required_scope`).
+then `require_scope` is check 7 (403 insufficient_scope with `required_scope`) and
+`check_rate_limit` check 8 (429 rate_limited with Retry-After; `rate_limit_headers` puts
+RateLimit-* on every answer to a known key).
 
 Costs on the request path: one indexed query on the key's keyed hash (joined with its
 application, its partner and the application's valid secrets, which are decrypted once
@@ -32,10 +35,14 @@ from datetime import timedelta
 
 import peewee
 
+from flask import g
+
 from portal.api.errors import ApiError
 from portal.config import current_settings
 from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
+from portal import rate_limits
 from portal.db import database
+from portal.domain.guardrails import ip_allowed, rate_limit_of
 from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
 from portal.signing import NONCE_RE, TIMESTAMP_TOLERANCE, canonical_string, signature_matches
 
@@ -118,7 +125,7 @@ _SQL_CACHE: dict[tuple[type, str], str] = {}
 
 _KEY_COLUMNS = (
     ApiKey.id, ApiKey.name, ApiKey.mode, ApiKey.key_hash, ApiKey.first4, ApiKey.last4, ApiKey.scopes,
-    ApiKey.expires_at, ApiKey.last_used_at, ApiKey.revoked_at,
+    ApiKey.expires_at, ApiKey.last_used_at, ApiKey.revoked_at, ApiKey.allowed_ips, ApiKey.rate_limit,
     Application.id, Application.app_id, Application.name, Application.status, Application.partner,
     Partner.status, AppSecret.ciphertext,
 )
@@ -227,7 +234,7 @@ def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
     if not rows:
         return None, []
     (key_id, name, mode, stored_hash, first4, last4, scopes, expires_at, last_used_at, revoked_at,
-     application_id, app_id, app_name, app_status, partner_id, partner_status, _) = rows[0]
+     allowed_ips, rate_limit, application_id, app_id, app_name, app_status, partner_id, partner_status, _) = rows[0]
     when = ApiKey.expires_at.python_value  # text on SQLite, datetime on PostgreSQL
     # __no_default__: rows as stored, without evaluating the models' defaults.
     partner = Partner(__no_default__=True, id=partner_id, status=partner_status)
@@ -235,16 +242,17 @@ def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
                               status=app_status, partner=partner)
     key = ApiKey(__no_default__=True, id=key_id, application=application, name=name, mode=mode, key_hash=stored_hash, first4=first4,
                  last4=last4, scopes=scopes, expires_at=when(expires_at), last_used_at=when(last_used_at),
-                 revoked_at=when(revoked_at))
+                 revoked_at=when(revoked_at), allowed_ips=allowed_ips, rate_limit=rate_limit)
     return key, [row[-1] for row in rows if row[-1] is not None]
 
 
-def verify_request(method: str, path: str, query, body: bytes, headers) -> Caller:
-    """Checks 1–5 of DESIGN.md §4 in order; returns the Caller or raises ApiError.
+def verify_request(method: str, path: str, query, body: bytes, headers, remote_addr: str | None = None) -> Caller:
+    """Checks 1–6 of DESIGN.md §4 in order; returns the Caller or raises ApiError.
 
     `path` is the percent-decoded path as the WSGI server hands it over, `query` the
     query's pairs from `portal.signing.query_pairs` (or the raw query string), `body` the
-    raw bytes, `headers` any case-insensitive mapping.
+    raw bytes, `headers` any case-insensitive mapping, `remote_addr` the caller's address
+    (after LOYALTY_TRUSTED_PROXIES, as Flask's request.remote_addr gives it).
     """
     # 1. the key's presence and shape: no database work for garbage
     token = bearer_token(headers.get("Authorization"))
@@ -261,6 +269,7 @@ def verify_request(method: str, path: str, query, body: bytes, headers) -> Calle
     key, ciphertexts = find_key(token, now)
     if key is None:
         raise _unauthorized("invalid_api_key", "Unknown API key.")
+    g.gate_key = key  # a known key: its answer carries the RateLimit-* headers
     if key.revoked_at is not None:
         raise _unauthorized("revoked_api_key", "This API key has been revoked.")
     if key.expires_at is not None and key.expires_at <= now:
@@ -309,14 +318,54 @@ def verify_request(method: str, path: str, query, body: bytes, headers) -> Calle
     if not (key.application.partner.is_active and application.is_active):
         raise ApiError(403, "account_disabled", "This partner account or application is disabled.")
 
+    # 6. where the call comes from
+    check_allowed_ips(key, remote_addr)
+
     _touch_last_used(key, now)
     return Caller(key=key, application=application, partner_id=application.partner_id,
                   mode=key.mode, scopes=frozenset(key.scope_list))
 
 
 def require_scope(caller: Caller, scope: str | None) -> None:
-    """Check 6: the key must carry the endpoint's scope (None: any valid key)."""
+    """Check 7: the key must carry the endpoint's scope (None: any valid key)."""
     if scope is not None and scope not in caller.scopes:
         raise ApiError(403, "insufficient_scope",
                        f"This API key lacks the {scope} scope. Roll or create a key with it.",
                        required_scope=scope)
+
+
+# -- guardrails (DESIGN.md §13) -----------------------------------------------------------
+
+
+def check_allowed_ips(key: ApiKey, remote_addr: str | None) -> None:
+    """Check 6: a key with allowed IPs answers only calls from inside them (the parsed
+    networks are cached by the stored text, so this costs no parsing per request)."""
+    if key.allowed_ips and not ip_allowed(key.allowed_ips, remote_addr or ""):
+        raise ApiError(403, "ip_not_allowed",
+                       f"This API key is not allowed from {remote_addr or 'an unknown address'}: add the address "
+                       "to the key's Allowed IPs in the portal, or call from an allowed one.")
+
+
+def check_rate_limit(caller: Caller) -> None:
+    """Check 8: count this call against the key's requests per minute (in Redis or the
+    database, shared by every process); over it → 429 rate_limited with Retry-After."""
+    window = g.rate_window = rate_limits.hit(f"key:{caller.key.id}", rate_limit_of(caller.key))
+    if not window.allowed:
+        raise ApiError(429, "rate_limited",
+                       f"This API key may make {window.limit} requests a minute; retry in {window.reset} s.",
+                       headers=window.headers())
+
+
+def rate_limit_headers(response):
+    """RateLimit-Limit/-Remaining/-Reset on every /v1 answer to a known key (a call refused
+    before check 8 is not counted; its headers show the current window)."""
+    key = g.get("gate_key")
+    if key is not None:
+        window = g.get("rate_window")
+        if window is None:
+            try:
+                window = rate_limits.peek(f"key:{key.id}", rate_limit_of(key))
+            except Exception:  # the store is away: the answer goes out without them
+                return response
+        response.headers.update(window.headers())
+    return response

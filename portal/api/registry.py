@@ -22,7 +22,7 @@ from portal.api.errors import (
     request_id,
     service_unavailable,
 )
-from portal.api.gate import Caller, require_scope, verify_request
+from portal.api.gate import Caller, check_rate_limit, rate_limit_headers, require_scope, verify_request
 from portal.api.idempotency import idempotency_key, run_idempotent
 from portal.api.schema import Body, Query, parse_query
 from portal.db import UNAVAILABLE_ERRORS, release_connection
@@ -138,7 +138,7 @@ def endpoint(method: str, rule: str, *, scope: str | None, summary: str, respons
         REGISTRY[ep.name] = ep
 
         def dispatch(**path_params):
-            return _dispatch(ep, path_params)
+            return rate_limit_headers(_dispatch(ep, path_params))
 
         dispatch.__name__ = name
         dispatch.__doc__ = view.__doc__
@@ -170,9 +170,10 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH, however it is framed
         caller = None
         if ep.authenticated:
-            caller = verify_request(request.method, request.path, pairs, raw, request.headers)
+            caller = verify_request(request.method, request.path, pairs, raw, request.headers, request.remote_addr)
             g.api_key_masked = caller.key_masked
             require_scope(caller, ep.scope)
+            check_rate_limit(caller)
         query = parse_query(pairs, ep.query)
         body = {}
         if request.method not in ("GET", "HEAD", "DELETE") or raw:

@@ -2,7 +2,7 @@
 
 from portal.models.accounts import ApiKey, Application, AppSecret, AuditEvent, Invite, Partner, User
 from portal.models.base import MODES, BaseModel, isoformat, new_public_id, utcnow
-from portal.models.gate import IdempotencyRecord, Nonce
+from portal.models.gate import IdempotencyRecord, Nonce, RateCounter
 from portal.models.loyalty import Claim, LedgerEntry, Member, Otp, OtpSend, Redemption, Referral, StampBalance
 from portal.models.program import Card, Program, Reward
 from portal.models.teams import Attempt, PasswordReset, RecoveryCode, TeamInvite, UserSession
@@ -14,6 +14,7 @@ ALL_MODELS = [
     Member, StampBalance, LedgerEntry, Redemption, Claim, Referral, Otp, OtpSend,
     Nonce, IdempotencyRecord,
     TeamInvite, UserSession, RecoveryCode, PasswordReset, Attempt,
+    RateCounter,
 ]
 
 __all__ = [m.__name__ for m in ALL_MODELS] + [

@@ -102,6 +102,14 @@ class ApiKey(BaseModel):
     last_used_at = peewee.DateTimeField(null=True)
     revoked_at = peewee.DateTimeField(null=True)
     rolled_from = peewee.ForeignKeyField("self", null=True, on_delete="SET NULL")
+    # Guardrails (DESIGN.md §13, migration 005): allowed networks normalised one per line
+    # (empty: anywhere), a lower per-key rate limit (None: the mode's default), where the
+    # key was reported exposed, and when its expiry reminder went out.
+    allowed_ips = peewee.TextField(default="")
+    rate_limit = peewee.IntegerField(null=True)
+    exposed_at = peewee.DateTimeField(null=True)
+    exposed_source = peewee.TextField(null=True)
+    expiry_reminded_at = peewee.DateTimeField(null=True)
 
     @property
     def scope_list(self) -> list[str]:
@@ -120,7 +128,13 @@ class ApiKey(BaseModel):
         """Neither revoked nor expired at `now`: calls made with it are accepted."""
         return self.status_at(now) in ("active", "expiring")
 
+    @property
+    def allowed_ip_list(self) -> list[str]:
+        return self.allowed_ips.split()
+
     def status_at(self, now) -> str:
+        if self.revoked_at is not None and self.exposed_at is not None:
+            return "exposed"
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:

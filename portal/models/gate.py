@@ -35,3 +35,17 @@ class IdempotencyRecord(BaseModel):
 
     class Meta:
         indexes = ((("application", "mode", "key"), True),)
+
+
+class RateCounter(BaseModel):
+    """Requests counted in one fixed window for one subject (an API key, or an address
+    reporting exposed keys): `INSERT … ON CONFLICT DO UPDATE SET n = n + 1 RETURNING n`
+    counts atomically in every process sharing the database (used without Redis)."""
+
+    subject = peewee.CharField(max_length=80)
+    window_start = peewee.BigIntegerField(index=True)  # unix seconds
+    n = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "rate_counter"
+        indexes = ((("subject", "window_start"), True),)

@@ -122,6 +122,13 @@ class OtpSend(BaseModel):
 
     member = peewee.ForeignKeyField(Member, on_delete="CASCADE")
     created_at = peewee.DateTimeField(default=utcnow)
+    # The caps of DESIGN.md §13 (migration 005): per application and mode, and per
+    # destination (a keyed hash of the email or phone; empty in test mode).
+    application_id = peewee.IntegerField(null=True)
+    mode = peewee.CharField(max_length=4, default="")
+    destination = peewee.CharField(max_length=64, default="")
 
     class Meta:
-        indexes = ((("member", "created_at"), False),)
+        indexes = ((("member", "created_at"), False),
+                   (("application_id", "mode", "created_at"), False),
+                   (("destination", "created_at"), False))
