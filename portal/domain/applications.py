@@ -180,9 +180,10 @@ def live_key_counts(partner, now=None) -> dict[int, int]:
 
 def issue_api_key(
     app: Application, *, name: str, mode: str, scopes, expires_in: timedelta | None = None,
-    by=None, rolled_from: ApiKey | None = None,
+    by=None, rolled_from: ApiKey | None = None, allowed_ips: str = "", rate_limit: int | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the plaintext (shown once, stored only hashed)."""
+    """Create a key; returns the row and the plaintext (shown once, stored only hashed).
+    `allowed_ips` and `rate_limit` come checked from portal.domain.guardrails."""
     name = _clean_name(name, "key name", "name")
     if mode not in MODES:
         raise Invalid("Choose Test or Production.", field="mode")
@@ -206,6 +207,7 @@ def issue_api_key(
                         scopes=" ".join(scopes),
                         expires_at=(now + expires_in) if expires_in is not None else None,
                         created_at=now, created_by=by, rolled_from=rolled_from,
+                        allowed_ips=allowed_ips, rate_limit=rate_limit,
                     )
                 break
             except peewee.IntegrityError:
@@ -238,6 +240,7 @@ def roll_api_key(key: ApiKey, *, old_expires: str, by=None) -> tuple[ApiKey, str
         new_key, plaintext = issue_api_key(
             key.application, name=key.name, mode=key.mode, scopes=key.scope_list,
             expires_in=new_expires_in, by=by, rolled_from=key,
+            allowed_ips=key.allowed_ips, rate_limit=key.rate_limit,  # the replacement keeps the guardrails
         )
         # Never extend an expiry that was already sooner than the one chosen.
         ApiKey.update(expires_at=old_until).where(

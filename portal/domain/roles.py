@@ -30,6 +30,7 @@ ACTIONS: dict[str, str] = {
     "applications.manage": "admin",      # create applications, regenerate App Secrets
     "keys.manage.test": "developer",     # create, roll, revoke test-mode keys
     "keys.manage.prod": "admin",         # the same for production keys
+    "keys.rate_limit": "admin",          # set a key's lower requests-per-minute limit
     "webhooks.view": "developer",
     "webhooks.manage.test": "developer",
     "webhooks.manage.prod": "admin",

@@ -39,7 +39,17 @@ from portal.domain.applications import (
     roll_api_key,
     secret_state,
 )
-from portal.domain.roles import key_action
+from portal.domain.guardrails import (
+    MAX_ALLOWED_IPS,
+    days_left,
+    default_rate_limit,
+    expiring_soon,
+    parse_allowed_ips,
+    parse_rate_limit,
+    recently_exposed,
+    update_guardrails,
+)
+from portal.domain.roles import can, key_action
 from portal.models import ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
 from portal.web import form_errors, is_htmx, no_store, render_partial, see_other
@@ -59,6 +69,8 @@ class KeyForm:
     mode: str = "test"
     scopes: list[str] = field(default_factory=list)
     expires: str = "never"
+    allowed_ips: str = ""
+    rate_limit: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -67,7 +79,44 @@ class KeyForm:
         return cls(
             name=form.get("name", ""), mode=form.get("mode", ""),
             scopes=form.getlist("scopes"), expires=form.get("expires", "never"),
+            allowed_ips=form.get("allowed_ips", ""), rate_limit=form.get("rate_limit", ""),
         )
+
+
+@dataclass
+class GuardrailsForm:
+    """The key row's "Edit" form: allowed IPs and requests per minute."""
+
+    allowed_ips: str = ""
+    rate_limit: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_key(cls, key: ApiKey) -> GuardrailsForm:
+        return cls(allowed_ips="\n".join(key.allowed_ip_list), rate_limit=str(key.rate_limit or ""))
+
+
+GUARDRAIL_FIELD_LIMIT = 4000  # raw "Allowed IPs" length refused before parsing
+
+
+def parse_guardrails(form, mode: str, errors: dict, *, may_limit: bool, current_limit=None):
+    """Check the "Allowed IPs" and "Requests per minute" fields into `errors`; returns
+    (AllowedIps or None, rate limit). Only admins may set a limit: others keep `current_limit`."""
+    allowed = limit = None
+    if len(form.allowed_ips) > GUARDRAIL_FIELD_LIMIT:
+        errors["allowed_ips"] = f"Enter at most {MAX_ALLOWED_IPS} addresses or ranges."
+    else:
+        try:
+            allowed = parse_allowed_ips(form.allowed_ips)
+        except DomainError as exc:
+            errors["allowed_ips"] = exc.message
+    if not may_limit:
+        return allowed, current_limit
+    try:
+        limit = parse_rate_limit(form.rate_limit[:40], mode if mode in ("test", "prod") else "test")
+    except DomainError as exc:
+        errors["rate_limit"] = exc.message
+    return allowed, limit
 
 
 @dataclass
@@ -112,6 +161,12 @@ def _page_context(application: Application, **extra) -> dict:
         "new_secret": None,
         "rolling_key_id": None,
         "roll_error": None,
+        "editing_key_id": None,
+        "guardrails_form": None,
+        "default_rate_limit": default_rate_limit,
+        "days_left": days_left,
+        "exposed_keys": recently_exposed(application.partner_id, application),
+        "expiring_keys": expiring_soon(application.partner_id, application),
         "scope_groups": scope_groups(),
         "expiry_labels": KEY_EXPIRY_LABELS,
         "grace_labels": GRACE_LABELS,
@@ -146,11 +201,15 @@ def render_keys_section(application: Application, status: int = 200, **extra):
     return make_response(render_template("developer/application.html", **context), status)
 
 
-def render_key_row(application: Application, key: ApiKey, rolling: bool = False):
-    """One key's row (with its roll form when `rolling`), for an htmx swap."""
+def render_key_row(application: Application, key: ApiKey, rolling: bool = False,
+                   guardrails_form: GuardrailsForm | None = None):
+    """One key's row (with its roll form when `rolling`, its edit form with
+    `guardrails_form`), for an htmx swap."""
     return render_partial("developer/_key_row.html", key=key, application=application, now=utcnow(),
                           rolling_key_id=key.id if rolling else None, grace_labels=GRACE_LABELS,
-                          default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None)
+                          default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None,
+                          editing_key_id=key.id if guardrails_form else None, guardrails_form=guardrails_form,
+                          default_rate_limit=default_rate_limit, days_left=days_left)
 
 
 def render_applications(*, show_form: bool = False, name: str = "", error: str | None = None, status: int = 200):
@@ -267,17 +326,23 @@ def create_key(app_id):
         expires_in = KEY_EXPIRY_CHOICES[form.expires]
     if len(form.name) > NAME_FIELD_LIMIT:
         form.errors["name"] = "The key name is too long (at most 80 characters)."
+    allowed, limit = parse_guardrails(form, form.mode, form.errors, may_limit=can(current_user.role, "keys.rate_limit"))
     if not form.errors:
         try:
             key, plaintext = issue_api_key(application, name=form.name, mode=form.mode, scopes=form.scopes,
-                                           expires_in=expires_in, by=current_user._get_current_object())
+                                           expires_in=expires_in, by=current_user._get_current_object(),
+                                           allowed_ips=allowed.text, rate_limit=limit)
         except DomainError as exc:
             form.errors.update(form_errors(exc, "name"))
     if form.errors:
+        form.allowed_ips = form.allowed_ips[:GUARDRAIL_FIELD_LIMIT]
+        form.rate_limit = form.rate_limit[:40]
         form.name = form.name[:NAME_FIELD_LIMIT]
         form.scopes = [s for s in form.scopes if s in SCOPES]
         return render_keys_section(application, 422, key_form=form)
     flash(f"API key “{key.name}” created. Copy it now: it is shown only once.", "success")
+    if allowed.note:
+        flash(f"Allowed IPs: {allowed.note}", "info")
     return shown_once(render_keys_section(application, new_key=NewKey(key, plaintext)))
 
 
@@ -334,4 +399,45 @@ def revoke_key(app_id, key_id):
         flash(f"Key “{key.name}” was already revoked; nothing changed.", "info")
     if is_htmx():
         return render_key_row(application, ApiKey.get_by_id(key.id))
+    return see_other(url_for("developer.application", app_id=app_id) + f"#key-{key.id}")
+
+
+@bp.get("/developer/apps/<app_id>/keys/<key_id>/edit")
+def edit_key_form(app_id, key_id):
+    """The key row's "Edit" form: its allowed IPs and (for admins) requests per minute."""
+    application = owned_app_or_404(app_id)
+    key = owned_key_or_404(application, key_id)
+    require(key_action(key.mode))
+    form = GuardrailsForm.of_key(key)
+    if is_htmx():
+        return render_key_row(application, key, guardrails_form=form)
+    return render_application(application, editing_key_id=key.id, guardrails_form=form)
+
+
+@bp.post("/developer/apps/<app_id>/keys/<key_id>/edit")
+def save_key(app_id, key_id):
+    """Save a key's allowed IPs and rate limit (audited); they apply from its next call."""
+    application = owned_app_or_404(app_id)
+    key = owned_key_or_404(application, key_id)
+    require(key_action(key.mode))
+    form = GuardrailsForm(allowed_ips=request.form.get("allowed_ips", ""),
+                          rate_limit=request.form.get("rate_limit", ""))
+    if not key.is_live_at(utcnow()):
+        form.errors["allowed_ips"] = "A revoked or expired key cannot be changed."
+    allowed, limit = parse_guardrails(form, key.mode, form.errors, may_limit=can(current_user.role, "keys.rate_limit"),
+                                      current_limit=key.rate_limit)
+    if form.errors:
+        form.allowed_ips = form.allowed_ips[:GUARDRAIL_FIELD_LIMIT]
+        form.rate_limit = form.rate_limit[:40]
+        if is_htmx():
+            return render_key_row(application, key, guardrails_form=form)
+        return render_application(application, 422, editing_key_id=key.id, guardrails_form=form)
+    key = update_guardrails(key, allowed_ips=allowed.text, rate_limit=limit, by=current_user._get_current_object())
+    flash(f"Key “{key.name}” saved: " + (f"allowed from {', '.join(key.allowed_ip_list)}" if key.allowed_ips
+                                        else "allowed from anywhere")
+          + f", {key.rate_limit or default_rate_limit(key.mode)} requests per minute.", "success")
+    if allowed.note:
+        flash(f"Allowed IPs: {allowed.note}", "info")
+    if is_htmx():
+        return render_key_row(application, key)
     return see_other(url_for("developer.application", app_id=app_id) + f"#key-{key.id}")

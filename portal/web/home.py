@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 from flask_login import current_user
 
 from portal.domain.applications import applications_of, keys_of_partner
+from portal.domain.guardrails import days_left, expiring_soon, recently_exposed
 from portal.models import utcnow
 
 bp = Blueprint("home", __name__)
@@ -32,4 +33,5 @@ def index():
         ("Make a first signed call", bool(used)),
     ]
     return render_template("home/index.html", partner=partner, applications=applications[:5],
-                           stats=stats, steps=steps)
+                           stats=stats, steps=steps, exposed_keys=recently_exposed(partner),
+                           expiring_keys=expiring_soon(partner), days_left=days_left)

@@ -62,6 +62,8 @@ ROUTE_ROLES: dict[str, str] = {
     "developer.roll_form": "developer",
     "developer.roll_key": "developer",
     "developer.revoke_key": "developer",
+    "developer.edit_key_form": "developer",  # allowed IPs and (admins) requests per minute
+    "developer.save_key": "developer",
     # applications and their secrets
     "developer.new_application": "admin",
     "developer.create_app": "admin",
