@@ -346,10 +346,15 @@ def check_allowed_ips(key: ApiKey, remote_addr: str | None) -> None:
                        "to the key's Allowed IPs in the portal, or call from an allowed one.")
 
 
+def rate_subject(key: ApiKey) -> str:
+    """The key's counter: by its keyed hash, which (unlike ids) no two databases share."""
+    return "key:" + key.key_hash[:32]
+
+
 def check_rate_limit(caller: Caller) -> None:
     """Check 8: count this call against the key's requests per minute (in Redis or the
     database, shared by every process); over it → 429 rate_limited with Retry-After."""
-    window = g.rate_window = rate_limits.hit(f"key:{caller.key.id}", rate_limit_of(caller.key))
+    window = g.rate_window = rate_limits.hit(rate_subject(caller.key), rate_limit_of(caller.key))
     if not window.allowed:
         raise ApiError(429, "rate_limited",
                        f"This API key may make {window.limit} requests a minute; retry in {window.reset} s.",
@@ -364,7 +369,7 @@ def rate_limit_headers(response):
         window = g.get("rate_window")
         if window is None:
             try:
-                window = rate_limits.peek(f"key:{key.id}", rate_limit_of(key))
+                window = rate_limits.peek(rate_subject(key), rate_limit_of(key))
             except Exception:  # the store is away: the answer goes out without them
                 return response
         response.headers.update(window.headers())

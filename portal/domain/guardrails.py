@@ -127,7 +127,7 @@ def parse_rate_limit(raw, mode: str) -> int | None:
     if not text:
         return None
     default = default_rate_limit(mode)
-    if not text.isdigit() or len(text) > 9:
+    if not text.isdigit() or len(text) > 18:
         if text.startswith("-") and text[1:].isdigit():
             raise Invalid("Requests per minute must be at least 1.", field="rate_limit")
         raise Invalid(f"Enter a whole number of requests per minute, at most {default}, or leave it empty.",
