@@ -107,14 +107,18 @@ def _database_peek(subject: str, start: int) -> int:
 
 
 _redis = {}  # url -> limits storage, one per process (redis-py reconnects after a fork)
+_redis_lock = threading.Lock()  # the first requests' threads must not import redis at once
 
 
 def _redis_storage(url: str):
     storage = _redis.get(url)
     if storage is None:
-        from limits.storage import storage_from_string
+        with _redis_lock:
+            storage = _redis.get(url)
+            if storage is None:
+                from limits.storage import storage_from_string
 
-        storage = _redis[url] = storage_from_string(url)
+                storage = _redis[url] = storage_from_string(url)
     return storage
 
 
