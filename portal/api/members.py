@@ -185,14 +185,16 @@ def update_member(call: ApiCall, member_id):
               required=("channel",)),
     response=OTP_SENT,
     errors={404: "No such member (in this mode)",
-            429: "otp_cooldown (one code per 30 s) or otp_rate_limited (5 an hour); see Retry-After",
+            429: "otp_cooldown (one code per 30 s) or otp_rate_limited (5 an hour per member; "
+                 "LOYALTY_OTP_PER_APP_HOUR, default 200, per application and mode; 10 an hour per email "
+                 "address or phone number across all partners); see Retry-After",
             502: "otp_delivery_failed"},
     transactional=False,  # delivery waits on a mail server or SMS gateway; request_otp commits first
 )
 def send_otp(call: ApiCall, member_id):
     """Send a 6-digit code, valid 10 minutes, replacing any earlier one. In test mode
     nothing is sent and the code is always 000000."""
-    sent = otp.request_otp(member_or_404(call, member_id), call.body["channel"])
+    sent = otp.request_otp(member_or_404(call, member_id), call.body["channel"], application_id=call.application.id)
     return {"object": "otp", "member_id": sent.member_id, "channel": sent.channel,
             "expires_at": isoformat(sent.expires_at), "delivered": sent.delivered}
 

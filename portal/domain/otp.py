@@ -4,7 +4,10 @@
   bound to the member; a member has at most one live code and a new one replaces it;
 - a code lives 10 minutes and allows 5 tries; it is single-use;
 - at most one code per 30 s and 5 per hour per member (OtpSend rows, so every server
-  process counts the same sends);
+  process counts the same sends); on top of that (DESIGN.md §13) at most
+  LOYALTY_OTP_PER_APP_HOUR (200) per application and mode per hour, and 10 per destination
+  (email address or phone number, stored as a keyed hash) per hour across all partners,
+  counted for production codes only (test mode sends nothing) → 429 otp_rate_limited;
 - test mode never delivers anything and the code is always `000000`;
 - production delivers through a sender: SMTP (portal.mail, shared with invites and
   password resets) when LOYALTY_SMTP_URL is set, an HTTP
@@ -40,6 +43,8 @@ CODE_LIFETIME = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 COOLDOWN = timedelta(seconds=30)
 HOURLY_LIMIT = 5
+DESTINATION_HOURLY_LIMIT = 10
+HOUR = timedelta(hours=1)
 TEST_MODE_CODE = "000000"
 CHANNELS = ("email", "sms")
 
@@ -122,8 +127,34 @@ class SentOtp:
     delivered: bool  # False in test mode
 
 
-def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -> SentOtp:
-    """Issue a new code for `member` (replacing any live one) and deliver it over `channel`."""
+def _destination_of(member: Member, channel: str) -> str:
+    """The keyed hash a destination is counted under (no address is stored by it)."""
+    to = member.email if channel == "email" else member.phone
+    return hmac.new(current_settings().key_pepper, f"otp-destination:{channel}:{to}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def _advisory_lock(name: str) -> None:
+    """PostgreSQL: serialise counting under one cap until the transaction ends (SQLite's
+    write transaction already serialises every writer)."""
+    if is_postgres():
+        key = int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
+def _refuse_over_cap(where, limit: int, now, message: str) -> None:
+    """RateLimited (otp_rate_limited) when `limit` sends matching `where` fall in the last hour."""
+    recent = list(OtpSend.select(OtpSend.created_at).where(where & (OtpSend.created_at > now - HOUR))
+                  .order_by(OtpSend.created_at.desc()).limit(limit).tuples())
+    if len(recent) >= limit:
+        wait = int((recent[-1][0] + HOUR - now).total_seconds()) + 1
+        raise RateLimited(message.format(limit=limit, wait=wait), code="otp_rate_limited", retry_after=wait)
+
+
+def request_otp(member: Member, channel: str, sender: OtpSender | None = None, *,
+                application_id: int | None = None) -> SentOtp:
+    """Issue a new code for `member` (replacing any live one) and deliver it over `channel`.
+    `application_id` (the calling key's application) is counted for the per-application cap."""
     if channel not in CHANNELS:
         raise Invalid("channel must be email or sms.", field="channel")
     if channel == "email" and not member.email:
@@ -153,7 +184,23 @@ def request_otp(member: Member, channel: str, sender: OtpSender | None = None) -
             wait = int((recent[-1][0] + timedelta(hours=1) - now).total_seconds()) + 1
             raise RateLimited(f"At most {HOURLY_LIMIT} codes an hour; retry in {wait} s.", code="otp_rate_limited",
                               retry_after=wait)
-        send = OtpSend.create(member=member, created_at=now)
+        destination = ""
+        if application_id is not None:
+            _advisory_lock(f"otp-app:{application_id}:{member.mode}")
+            _refuse_over_cap((OtpSend.application_id == application_id) & (OtpSend.mode == member.mode),
+                             current_settings().otp_per_app_hour, now,
+                             "This application may send at most {limit} codes an hour in "
+                             f"{'production' if member.mode == 'prod' else 'test'} mode; retry in {{wait}} s.")
+        if member.mode == "prod":
+            destination = _destination_of(member, channel)
+            _advisory_lock(f"otp-destination:{destination}")
+            _refuse_over_cap(OtpSend.destination == destination, DESTINATION_HOURLY_LIMIT, now,
+                             f"This {'email address' if channel == 'email' else 'phone number'} was sent "
+                             "{limit} codes in the last hour; retry in {wait} s.")
+        send = OtpSend.create(member=member, created_at=now, application_id=application_id, mode=member.mode,
+                              destination=destination)
+        if secrets.randbelow(200) == 0:  # other members' old sends count for no cap any more
+            OtpSend.delete().where(OtpSend.created_at < now - timedelta(hours=2)).execute()
         OtpSend.delete().where((OtpSend.member == member) & (OtpSend.created_at < now - timedelta(hours=2))).execute()
         Otp.delete().where(Otp.member == member).execute()
         otp = Otp.create(member=member, code_hash=_hash_code(member, code), channel=channel,
