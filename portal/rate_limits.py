@@ -128,17 +128,18 @@ def _redis_key(subject: str, start: int) -> str:
 
 # -- counting -----------------------------------------------------------------------------
 
-_exhausted: dict[str, int] = {}  # subject -> window start it was found over its limit in
+_exhausted: dict[tuple, int] = {}  # subject -> window start it was found over its limit in
 
 
 def hit(subject: str, limit: int, period: int = 60) -> Window:
     """Count one request of `subject`; the Window says whether it is within `limit`."""
     now = time.time()
     start, reset = _window(period, now)
-    if _exhausted.get(f"{subject}/{limit}") == start:
+    url = current_settings().redis_url
+    remembered = (url or id(database.obj), subject, limit)  # per store: tests switch databases
+    if _exhausted.get(remembered) == start:
         return Window(limit, limit + 1, reset)
     count = None
-    url = current_settings().redis_url
     if url:
         try:
             count = int(_redis_storage(url).incr(_redis_key(subject, start), period + 5))
@@ -149,7 +150,7 @@ def hit(subject: str, limit: int, period: int = 60) -> Window:
     if count > limit:
         if len(_exhausted) > 10_000:
             _exhausted.clear()
-        _exhausted[f"{subject}/{limit}"] = start
+        _exhausted[remembered] = start
     return Window(limit, count, reset)
 
 

@@ -375,14 +375,18 @@ class LiveServer:
     """`loyalty-portal serve` in a subprocess, on its own data dir and port.
 
     The server and every command `cli` runs hash passwords with
-    LOYALTY_PASSWORD_HASHING=fast unless `env` says otherwise.
+    LOYALTY_PASSWORD_HASHING=fast, and keys may make a million calls a minute, unless `env`
+    says otherwise.
     """
 
     def __init__(self, data_dir: Path, *, workers: int = 1, env: dict | None = None):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir), "LOYALTY_PASSWORD_HASHING": "fast"}
+        self.env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir), "LOYALTY_PASSWORD_HASHING": "fast",
+                    # A session's tests share the demo keys of one server: the per-key limit
+                    # (600 a minute by default) is tested on its own (tests/reliability/test_rate_limits.py).
+                    "LOYALTY_RATE_LIMIT_TEST": "1000000", "LOYALTY_RATE_LIMIT_PROD": "1000000"}
         self.env.pop("LOYALTY_DATABASE_URL", None)  # a file database in data_dir unless `env` says
         self.env.update(env or {})
         self.workers = workers

@@ -46,8 +46,12 @@ The canonical string is eight lines joined by "\\n" (no trailing newline):
 Failures, checked in this order: 401 missing_api_key, malformed_api_key, invalid_api_key,
 revoked_api_key, expired_api_key, missing_app_id, app_mismatch, missing_signature,
 timestamp_out_of_range, invalid_signature (the error then carries `canonical_string`, the
-string the server signed), replayed_request; 403 account_disabled; 403 insufficient_scope
-(with `required_scope`). Keys only see data of their own mode (test or prod).
+string the server signed), replayed_request; 403 account_disabled; 403 ip_not_allowed (the
+key has Allowed IPs and the call came from elsewhere; the message names the address seen);
+403 insufficient_scope (with `required_scope`); 429 rate_limited (over the key's requests
+per minute, with Retry-After). Every answer to a known key carries RateLimit-Limit,
+RateLimit-Remaining and RateLimit-Reset (seconds until the minute's window ends). Keys
+only see data of their own mode (test or prod).
 """
 
 ERROR_SCHEMA = {
@@ -75,12 +79,17 @@ ERROR_SCHEMA = {
 STANDARD_ERRORS = {
     "400": "invalid_request: a malformed query, body or header; `param` names it",
     "401": "Authentication failed (see the security scheme for each code)",
-    "403": "account_disabled, or insufficient_scope with `required_scope`",
+    "403": "account_disabled, ip_not_allowed (the key's Allowed IPs do not include the caller's address), "
+           "or insufficient_scope with `required_scope`",
     "404": "No such object for this key's partner and mode",
     "409": "A conflict (for POST: idempotency_key_reused, idempotency_request_in_progress)",
     "413": "request_too_large: the body is over 64 KiB",
     "415": "unsupported_media_type: the body is not application/json",
+    "429": "rate_limited: over the key's requests per minute; wait the Retry-After seconds",
 }
+
+RATE_LIMIT_HEADERS = {name: {"$ref": f"#/components/headers/{name.replace('-', '')}"}
+                      for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")}
 
 _RULE_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
@@ -135,11 +144,13 @@ def _operation(ep: Endpoint) -> dict:
         "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
         "content": {"application/json": {"schema": ep.response or {"type": "object"}}},
     }
+    if ep.authenticated:
+        success["headers"].update(RATE_LIMIT_HEADERS)
     if ep.method == "POST" and ep.authenticated:
         success["headers"][REPLAYED_HEADER] = {"$ref": "#/components/headers/IdempotentReplayed"}
     responses = {str(ep.status): success}
     if ep.authenticated:
-        codes = ["400", "401", "403"]
+        codes = ["400", "401", "403", "429"]
         if _RULE_PARAM.search(ep.rule):
             codes.append("404")
         if ep.method == "POST":
@@ -148,6 +159,8 @@ def _operation(ep: Endpoint) -> dict:
             codes += ["413", "415"]
         for code in codes:
             responses[code] = _error_response(STANDARD_ERRORS[code])
+        responses["429"]["headers"].update(RATE_LIMIT_HEADERS)
+        responses["429"]["headers"]["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
     for status, description in ep.errors.items():
         key = str(status)
         if key in responses and key in STANDARD_ERRORS:
@@ -194,6 +207,14 @@ def build_document(server_url: str = "/") -> dict:
             "headers": {
                 "RequestId": {"description": "This request's id (req_…); quote it when asking for help.",
                               "schema": {"type": "string", "pattern": "^req_"}},
+                "RateLimitLimit": {"description": "The key's requests per minute.",
+                                   "schema": {"type": "integer", "minimum": 1}},
+                "RateLimitRemaining": {"description": "Requests the key may still make in this minute's window.",
+                                       "schema": {"type": "integer", "minimum": 0}},
+                "RateLimitReset": {"description": "Seconds until this minute's window ends.",
+                                   "schema": {"type": "integer", "minimum": 1, "maximum": 60}},
+                "RetryAfter": {"description": "Seconds to wait before trying again.",
+                               "schema": {"type": "integer", "minimum": 1}},
                 "IdempotentReplayed": {"description": "`true` when this is a stored response replayed "
                                                       "for a repeated Idempotency-Key.",
                                        "schema": {"type": "string", "enum": ["true"]}},

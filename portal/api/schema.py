@@ -174,6 +174,36 @@ class Boolean(Field):
         return self._finish({"type": "boolean"})
 
 
+class Array(Field):
+    """A JSON array of `items` (a Field), at most `max_items` long."""
+
+    type_name = "an array"
+
+    def __init__(self, items: Field, *, max_items: int, min_items: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.items = items
+        self.max_items = max_items
+        self.min_items = min_items
+
+    def _check(self, value, param):
+        if not isinstance(value, list):
+            raise invalid_request(f"{param} must be an array.", param)
+        if len(value) > self.max_items:
+            raise invalid_request(f"{param} may hold at most {self.max_items} items (got {len(value)}).", param)
+        if len(value) < self.min_items:
+            raise invalid_request(f"{param} must hold at least {self.min_items} item(s).", param)
+        return [self.items.parse_json(item, f"{param}[{i}]") for i, item in enumerate(value)]
+
+    def parse_query(self, text, param):  # pragma: no cover - no query takes arrays
+        raise invalid_request(f"{param} cannot be given in the query.", param)
+
+    def schema(self) -> dict:
+        schema = {"type": "array", "items": self.items.schema(), "maxItems": self.max_items}
+        if self.min_items:
+            schema["minItems"] = self.min_items
+        return self._finish(schema)
+
+
 # -- bodies -------------------------------------------------------------------------------
 
 MAX_BODY_BYTES = 64 * 1024
