@@ -23,6 +23,8 @@ from loyalty_sdk.errors import (
     InvalidRequestError,
     LoyaltyError,
     NotFoundError,
+    IPNotAllowedError,
+    OtpRateLimitError,
     PermissionDeniedError,
     RateLimitError,
 )
@@ -55,7 +57,7 @@ __all__ = [
     "SCOPES", "ENDPOINTS",
     "LoyaltyError", "ConfigurationError", "APIConnectionError", "APIError", "AuthenticationError",
     "PermissionDeniedError", "InsufficientScopeError", "InvalidRequestError", "NotFoundError",
-    "ConflictError", "RateLimitError",
+    "ConflictError", "RateLimitError", "IPNotAllowedError", "OtpRateLimitError",
     "LoyaltyObject", "KeyInfo", "Member", "MemberValidation", "OtpRequest", "OtpVerification", "Card",
     "Reward", "StampBalance", "StampBalances", "LedgerEntry", "Redemption", "CashbackBalance", "Claim",
     "Referral", "AppliedReferral", "ReferralStats", "ReferralValidation",

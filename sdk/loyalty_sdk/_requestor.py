@@ -305,8 +305,8 @@ class Requestor:
                 message, server_canonical_string=error.get("canonical_string"),
                 sdk_canonical_string=self.auth.canonical_for(prepared), **kwargs,
             )
-        if cls is RateLimitError:
-            return RateLimitError(message, retry_after=_retry_after_seconds(response), **kwargs)
+        if issubclass(cls, RateLimitError):
+            return cls(message, retry_after=_retry_after_seconds(response), **kwargs)
         return cls(message, **kwargs)
 
 

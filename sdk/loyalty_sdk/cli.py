@@ -5,6 +5,11 @@ Reads ``LOYALTY_APP_ID``, ``LOYALTY_APP_SECRET``, ``LOYALTY_API_KEY`` and ``LOYA
     loyalty-sdk whoami                     # app, mode, scopes and expiry of the key
     loyalty-sdk curl GET /v1/key           # a ready, signed curl command
     loyalty-sdk curl POST /v1/members --data '{"email": "ana@example.com"}'
+    loyalty-sdk scan src/ config/.env      # API keys with a valid checksum, as file:line
+    loyalty-sdk scan --report .            # … and have the platform revoke them at once
+
+``scan`` needs no credentials (``--report`` only the base URL) and exits 1 when it finds a
+key, so it works as a pre-commit hook.
 
 The printed curl command refers to the key as ``$LOYALTY_API_KEY`` (the shell fills it in),
 so the key never lands in shell history or a pasted bug report; the App Secret is never
@@ -61,7 +66,48 @@ def _parser() -> argparse.ArgumentParser:
     curl.add_argument("--data", metavar="JSON", help="the JSON body, sent exactly as given")
     curl.add_argument("--idempotency-key", metavar="KEY",
                       help="Idempotency-Key for a POST (default: a fresh one, so re-running is safe)")
+    scan = commands.add_parser(
+        "scan", help="find API keys in files (exit 1 if any); --report has them revoked",
+        description="Find strings shaped like API keys with a valid checksum in files, recursing into "
+                    "folders and skipping binary files; print file:line and the masked key. Exits 1 when it "
+                    "finds any, 0 when none (usable as a pre-commit hook). --report sends them to the "
+                    "platform's POST /v1/keys/revoke-exposed, which revokes each live one at once.",
+    )
+    scan.add_argument("paths", metavar="PATH", nargs="+", help="files or folders to scan")
+    scan.add_argument("--report", action="store_true",
+                      help="report the keys found to <base url>/v1/keys/revoke-exposed (no credentials needed)")
+    scan.add_argument("--base-url", metavar="URL", help="the platform's address (default: $LOYALTY_BASE_URL)")
+    scan.add_argument("--source", metavar="TEXT",
+                      help="where the keys were found, as the key's owner will read it (default: the file:line list)")
     return parser
+
+
+def scan_command(args) -> int:
+    """Print each key found as file:line and masked; 1 when any was found."""
+    from loyalty_sdk.scan import report_exposed, scan
+
+    base_url = (args.base_url or os.environ.get("LOYALTY_BASE_URL", "")).strip()
+    if args.report and not base_url.startswith(("http://", "https://")):
+        return _fail("--report needs the platform's address: --base-url or LOYALTY_BASE_URL (https://…)", 2)
+    try:
+        findings = list(scan(args.paths))
+    except FileNotFoundError as exc:
+        return _fail(f"no such file or folder: {exc}", 2)
+    for finding in findings:
+        print(f"{finding.path}:{finding.line}: {finding.masked} ({finding.mode} API key)")
+    if not findings:
+        return 0
+    keys = len({f.key for f in findings})
+    print(f"loyalty-sdk: found {keys} API key{'' if keys == 1 else 's'}; never commit keys: load them from "
+          "the environment (LOYALTY_API_KEY) instead", file=sys.stderr)
+    if args.report:
+        try:
+            report_exposed(base_url, findings, source=args.source)
+        except Exception as exc:  # requests' errors or an unexpected answer
+            return _fail(f"could not report the keys: {exc}", 1)
+        print(f"loyalty-sdk: reported to {base_url}: every live one of them is revoked now; create "
+              "replacements in the portal", file=sys.stderr)
+    return 1
 
 
 def _fail(message: str, status: int) -> int:
@@ -135,6 +181,8 @@ def _stop_writing_to_stdout() -> None:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "scan":
+        return scan_command(args)
     try:
         client = LoyaltyClient.from_env(max_retries=0 if args.command == "curl" else 2)
     except ConfigurationError as exc:

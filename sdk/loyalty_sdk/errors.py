@@ -8,11 +8,13 @@
     ├── APIError: a 5xx, or an answer that is not the API's JSON (e.g. a proxy's error page)
     ├── AuthenticationError: 401
     ├── PermissionDeniedError: 403
-    │   └── InsufficientScopeError: the key lacks a scope (found locally or by the server)
+    │   ├── InsufficientScopeError: the key lacks a scope (found locally or by the server)
+    │   └── IPNotAllowedError: the key's Allowed IPs do not include this machine (ip_not_allowed)
     ├── InvalidRequestError: 400, 413, 415
     ├── NotFoundError: 404
     ├── ConflictError: 409
-    └── RateLimitError: 429
+    └── RateLimitError: 429 (rate_limited: over the key's requests per minute)
+        └── OtpRateLimitError: too many one-time codes (otp_rate_limited, otp_cooldown)
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ class InsufficientScopeError(PermissionDeniedError):
         self.missing = list(missing)
 
 
+class IPNotAllowedError(PermissionDeniedError):
+    """403 ``ip_not_allowed``: the key has Allowed IPs and this call came from elsewhere (the
+    message names the address the server saw). Add it to the key's Allowed IPs in the portal."""
+
+
 class InvalidRequestError(LoyaltyError):
     """400/413/415: the request's parameters or body were refused; ``param`` names the field."""
 
@@ -143,6 +150,19 @@ class RateLimitError(LoyaltyError):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
+
+class OtpRateLimitError(RateLimitError):
+    """429 ``otp_rate_limited`` or ``otp_cooldown``: too many one-time codes for this member,
+    application or destination; ``retry_after`` says when one may be sent again."""
+
+
+_BY_CODE: dict[str, type[LoyaltyError]] = {
+    "insufficient_scope": InsufficientScopeError,
+    "ip_not_allowed": IPNotAllowedError,
+    "rate_limited": RateLimitError,
+    "otp_rate_limited": OtpRateLimitError,
+    "otp_cooldown": OtpRateLimitError,
+}
 
 _BY_TYPE: dict[str, type[LoyaltyError]] = {
     "authentication_error": AuthenticationError,
@@ -170,8 +190,8 @@ _BY_STATUS: dict[int, type[LoyaltyError]] = {
 
 def error_class(status: int, error_type: str | None, code: str | None) -> type[LoyaltyError]:
     """The exception class for an API error answer: by ``code``, then ``type``, then status."""
-    if code == "insufficient_scope":
-        return InsufficientScopeError
+    if code in _BY_CODE:
+        return _BY_CODE[code]
     if error_type in _BY_TYPE:
         return _BY_TYPE[error_type]
     return _BY_STATUS.get(status, APIError)

@@ -11,7 +11,9 @@ import loyalty_sdk
 from loyalty_sdk import ENDPOINTS, SCOPES, LoyaltyClient
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
-UNSIGNED = {("GET", "/v1/openapi.json")}  # the one endpoint that needs no key
+# The endpoints that need no key: the document, and the exposed-key report (which the SDK
+# reaches through `loyalty_sdk.scan.report_exposed`, `loyalty-sdk scan --report`).
+UNSIGNED = {("GET", "/v1/openapi.json"), ("POST", "/v1/keys/revoke-exposed")}
 
 
 def _server_operations(live_server) -> dict[tuple[str, str], str | None]:
