@@ -23,6 +23,7 @@ from portal.config import current_settings
 from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
 from portal.db import write_transaction
 from portal.domain import Invalid, audit
+from portal.domain.events import emit
 from portal.logs import get_logger
 from portal.models import ApiKey, Application, User, utcnow
 
@@ -34,17 +35,6 @@ EXPOSED_KEYS_MAX = 100
 REMIND_BEFORE = timedelta(days=7)
 ANYWHERE = ("0.0.0.0/0", "::/0")
 
-# Events come from the webhooks issue (portal.domain.events); until it is there, nothing
-# is emitted and everything else works the same.
-try:  # pragma: no cover - depends on what is merged
-    from portal.domain.events import emit as _emit_event
-except ImportError:  # pragma: no cover
-    _emit_event = None
-
-
-def _emit(application, mode: str, type_: str, data: dict) -> None:
-    if _emit_event is not None:
-        _emit_event(application, mode, type_, data)
 
 
 # -- allowed IPs --------------------------------------------------------------------------
@@ -197,7 +187,7 @@ def revoke_exposed(keys: list[str], source: str) -> int:
             key.revoked_at, key.exposed_at, key.exposed_source = now, now, source
             audit.record("key.exposed", partner=key.application.partner_id, actor="anonymous",
                          target=key.masked, detail=f"{key.mode} {key.name}: reported exposed at {source}"[:2000])
-            _emit(key.application, key.mode, "api_key.exposed", key_metadata(key))
+            emit(key.application, key.mode, "api_key.exposed", key_metadata(key))
     if revoked:
         log.warning("revoked %d exposed API key(s) reported at %s", revoked, source[:200])
     return revoked
@@ -256,7 +246,7 @@ def send_expiry_reminders(now=None) -> int:
                 (ApiKey.id == key.id) & ApiKey.expiry_reminded_at.is_null()).execute()
             if not claimed:
                 continue
-            _emit(key.application, key.mode, "api_key.expiring", key_metadata(key))
+            emit(key.application, key.mode, "api_key.expiring", key_metadata(key))
         reminded += 1
         if not mail_configured():
             continue
