@@ -324,5 +324,22 @@ def demo(as_json):
     ])
 
 
+@main.command("remind-expiring")
+def remind_expiring():
+    """Send the reminders for API keys that expire within 7 days (once per key).
+
+    Each such key gets one api_key.expiring event, and the partner's owners and admins an
+    email when LOYALTY_SMTP_URL is set. Run it periodically, e.g. hourly from cron; running
+    it twice, or on several machines at once, reminds each key once.
+    """
+    from portal.domain.guardrails import send_expiry_reminders
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        count = send_expiry_reminders()
+    click.echo(f"Reminded {count} expiring API key(s).")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
