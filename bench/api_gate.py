@@ -4,10 +4,15 @@
    data dir and drives it from separate client processes. Every request is signed by the
    client (so client cost is equal), first `GET /healthz`, then `GET /v1/members/{id}/stamps`.
    Prints requests/s of each and their ratio (target >= 0.6, aim 0.8).
-2. Gate cost vs key count: the median time of `verify_request` (all six checks, real SQLite
-   file) with 10 keys in the table and again with 100,000 (target ratio <= 1.2).
+2. Gate cost vs key count: the median time of `verify_request` (all eight checks, real
+   SQLite file) with 10 keys in the table and again with 100,000 (target ratio <= 1.2).
 
     python3 bench/api_gate.py [--seconds 3] [--clients 3] [--rounds 6] [--verifications 3000]
+                              [--allowed-ips] [--redis redis://127.0.0.1:6379/0]
+
+Every /v1 call counts against its key's rate limit (in the database, or in Redis with
+`--redis`); the limit is raised so the runs are never refused. `--allowed-ips` gives the
+keys an allowed list (`10.0.0.0/8`, `127.0.0.0/8`, `::1`), so check 6 runs too.
 """
 
 from __future__ import annotations
@@ -102,8 +107,13 @@ def run_server_benchmark(args) -> None:
     import requests
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gate-"))
-    env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir),
+           # counted on every call, never refused during the runs
+           "LOYALTY_RATE_LIMIT_TEST": "1000000", "LOYALTY_RATE_LIMIT_PROD": "1000000"}
     env.pop("LOYALTY_DATABASE_URL", None)
+    env.pop("LOYALTY_REDIS_URL", None)
+    if args.redis:
+        env["LOYALTY_REDIS_URL"] = args.redis
     port = free_port()
     log = open(data_dir / "server.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "portal.cli", "serve", "--port", str(port), "--workers", "2"],
@@ -119,6 +129,8 @@ def run_server_benchmark(args) -> None:
         demo = subprocess.run([sys.executable, "-m", "portal.cli", "demo", "--json"], env=env, cwd=REPO,
                               capture_output=True, text=True, check=True)
         creds = json.loads(demo.stdout)
+        if args.allowed_ips:
+            _set_allowed_ips(env)
         body = json.dumps({"email": "bench@example.com"}).encode()
         headers = {**signed_headers("POST", "/v1/members", body, creds), "Content-Type": "application/json"}
         member = requests.post(base + "/v1/members", data=body, headers=headers, timeout=10).json()
@@ -145,7 +157,8 @@ def run_server_benchmark(args) -> None:
         cpu_health = cpu["healthz"][0] / max(cpu["healthz"][1], 1) * 1000
         cpu_stamps = cpu["stamps"][0] / max(cpu["stamps"][1], 1) * 1000
         print(f"server: loyalty-portal serve --workers 2; {args.clients} client processes, "
-              f"{args.rounds} x {args.seconds:.0f} s per endpoint")
+              f"{args.rounds} x {args.seconds:.0f} s per endpoint; rate limit counted in "
+              f"{'Redis' if args.redis else 'the database'}; allowed IPs {'on' if args.allowed_ips else 'off'}")
         print(f"  GET /healthz (signed)                    {health:8.0f} req/s")
         print(f"  GET {urlsplit(stamps_url).path.replace(member['id'], '{id}'):<37}{stamps:8.0f} req/s (signed)")
         print(f"  throughput ratio stamps / healthz        {stamps / health:8.2f}   (target >= 0.6, aim 0.8)")
@@ -162,6 +175,17 @@ def run_server_benchmark(args) -> None:
         log.close()
 
 
+ALLOWED_IPS = "10.0.0.0/8\n127.0.0.0/8\n::1"
+
+
+def _set_allowed_ips(env: dict) -> None:
+    """Give every key of the server's database an allowed list holding loopback."""
+    subprocess.run([sys.executable, "-c",
+                    "from portal import create_app; from portal.models import ApiKey; app = create_app(); "
+                    f"ctx = app.app_context(); ctx.push(); ApiKey.update(allowed_ips={ALLOWED_IPS!r}).execute()"],
+                   env=env, cwd=REPO, check=True)
+
+
 # -- the gate in-process, with 10 and 100,000 keys -----------------------------------------
 
 
@@ -172,7 +196,7 @@ def run_key_count_benchmark(args) -> None:
 
     from portal import create_app, db
     from portal.domain.accounts import create_partner_account
-    from portal.api.gate import require_scope, verify_request
+    from portal.api.gate import check_rate_limit, require_scope, verify_request
     from portal.domain.applications import create_application, issue_api_key
     from portal.models import ApiKey, Nonce
 
@@ -182,7 +206,8 @@ def run_key_count_benchmark(args) -> None:
     # database file.
     data_dir = Path(tempfile.mkdtemp(prefix="bench-keys-"))
     for total in (10, 100_000):
-        app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": f"sqlite:///{data_dir / f'keys-{total}.db'}"})
+        app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": f"sqlite:///{data_dir / f'keys-{total}.db'}",
+                          "RATE_LIMIT_TEST": "1000000", **({"REDIS_URL": args.redis} if args.redis else {})})
         database = db.database.obj  # create_app bound the proxy to this app's file
         with app.app_context():
             db.migrate()
@@ -198,6 +223,8 @@ def run_key_count_benchmark(args) -> None:
             with database.atomic():
                 for start in range(0, len(rows), 5000):
                     ApiKey.insert_many(rows[start:start + 5000]).execute()
+            if args.allowed_ips:
+                ApiKey.update(allowed_ips=ALLOWED_IPS).execute()
             database.execute_sql("ANALYZE")
             count = ApiKey.select().count()
         setups.append({"app": app, "database": database, "keys": keys, "count": count, "timings": [],
@@ -211,8 +238,9 @@ def run_key_count_benchmark(args) -> None:
                 headers = Headers(signed_headers("GET", "/v1/members/mem_x/stamps", b"",
                                                  {**setup["creds"], "test_key": key}))
                 started = time.perf_counter()
-                caller = verify_request("GET", "/v1/members/mem_x/stamps", "", b"", headers)
+                caller = verify_request("GET", "/v1/members/mem_x/stamps", "", b"", headers, "127.0.0.1")
                 require_scope(caller, "stamps_read")
+                check_rate_limit(caller)
                 if record:
                     setup["timings"].append(time.perf_counter() - started)
             Nonce.delete().execute()  # only the key table's size differs between the two
@@ -225,7 +253,7 @@ def run_key_count_benchmark(args) -> None:
             batch(setup, per_batch, record=True)
     small, large = (statistics.median(setup["timings"]) for setup in setups)
     print(f"gate median verification ({len(setups[0]['timings'])} signed requests each, SQLite file, "
-          "all six checks, alternating batches):")
+          "all eight checks, alternating batches):")
     print(f"  {setups[0]['count']:>7} keys: {small * 1e6:8.0f} µs")
     print(f"  {setups[1]['count']:>7} keys: {large * 1e6:8.0f} µs")
     print(f"  ratio 100,000 / 10 keys: {large / small:.2f}   (target <= 1.2)")
@@ -239,6 +267,8 @@ def main() -> None:
     parser.add_argument("--verifications", type=int, default=3000, help="gate calls per key-count sample")
     parser.add_argument("--endpoint", choices=("stamps", "member", "key"), default="stamps",
                         help="the signed API call compared with /healthz (stamps is the one with a target)")
+    parser.add_argument("--allowed-ips", action="store_true", help="give the keys allowed IPs (check 6 runs)")
+    parser.add_argument("--redis", metavar="URL", help="count rate limits in this Redis instead of the database")
     parser.add_argument("--skip-server", action="store_true", help="only the key-count benchmark")
     parser.add_argument("--skip-keys", action="store_true", help="only the throughput benchmark")
     args = parser.parse_args()
