@@ -150,6 +150,8 @@ def guide():
 @bp.get("/docs/api")
 def api():
     """The API reference: signing, errors, scopes and every endpoint, with examples."""
+    from portal.config import current_settings
+
     canonical = canonical_string("POST", "/v1/members", "", SAMPLE["body"].encode(), app_id=SAMPLE["app_id"],
                                  timestamp=SAMPLE["timestamp"], nonce=SAMPLE["nonce"])
     return render_template(
@@ -161,6 +163,9 @@ def api():
         sample_canonical=canonical,
         sample_signature=signature(SAMPLE["app_secret"], canonical),
         utf8=utf8_example(),
+        rate_limit_test=current_settings().rate_limit_test,
+        rate_limit_prod=current_settings().rate_limit_prod,
+        otp_per_app_hour=current_settings().otp_per_app_hour,
         openapi_path=openapi_path,
         inline_code=inline_code,
         path_with_breaks=path_with_breaks,
