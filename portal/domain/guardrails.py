@@ -59,7 +59,8 @@ def parse_allowed_ips(raw: str) -> AllowedIps:
         try:
             network = ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            shown = entry if len(entry) <= 60 else entry[:57] + "…"
+            shown = "".join(ch if ch.isprintable() else "?" for ch in entry[:60])
+            shown = shown if len(entry) <= 60 else shown[:57] + "…"
             raise Invalid(f"“{shown}” is not an IP address or CIDR range (e.g. 203.0.113.7, 203.0.113.0/24 "
                           "or 2001:db8::/32).", field="allowed_ips") from None
         if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped and network.prefixlen >= 96:
