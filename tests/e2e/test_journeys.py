@@ -87,7 +87,7 @@ def test_sign_up_create_app_and_key_copy_roll_and_revoke(page: Page, live_server
     new_key = page.get_by_label("New API key").input_value()
     assert KEY_RE.match(new_key) and new_key != key
     expect(key_row(page, new_key)).to_contain_text("stamps_write")
-    expect(key_row(page, key)).to_contain_text("Expires soon")
+    expect(key_row(page, key)).to_contain_text("Expires in 1 day")  # DESIGN §13: within 7 days
 
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
