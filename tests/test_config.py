@@ -32,6 +32,10 @@ def test_environment_values_win_over_generated_ones(tmp_path, monkeypatch):
         ("DATABASE_URL", "mysql://x", "must start with sqlite:/// or postgresql://"),
         ("SIGNUP", "sometimes", "'open' or 'invite'"),
         ("ENCRYPTION_KEY", "too-short", "Fernet keys"),
+        ("REDIS_URL", "http://cache:6379", "must start with redis://"),
+        ("RATE_LIMIT_TEST", "lots", "LOYALTY_RATE_LIMIT_TEST must be a whole number from 1"),
+        ("RATE_LIMIT_PROD", "99999999", "LOYALTY_RATE_LIMIT_PROD must be a whole number from 1"),
+        ("OTP_PER_APP_HOUR", "-5", "LOYALTY_OTP_PER_APP_HOUR must be a whole number from 1"),
     ],
 )
 def test_a_wrong_setting_is_one_clear_line(tmp_path, name, value, says):
