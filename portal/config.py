@@ -151,6 +151,11 @@ def load_settings(overrides: dict | None = None) -> Settings:
     redis_url = (get("REDIS_URL") or "").strip() or None
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("LOYALTY_REDIS_URL must start with redis://, rediss:// or unix://")
+    if redis_url is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("limits") is None or importlib.util.find_spec("redis") is None:
+            raise ConfigError("LOYALTY_REDIS_URL needs the redis extra: pip install 'loyalty-portal[redis]'")
     limits = {}
     for name, default in (("RATE_LIMIT_TEST", 600), ("RATE_LIMIT_PROD", 3000), ("OTP_PER_APP_HOUR", 200)):
         raw = str(get(name, default) or default).strip()

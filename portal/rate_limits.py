@@ -122,6 +122,17 @@ def _redis_storage(url: str):
     return storage
 
 
+_redis_warned_at = 0.0
+
+
+def _warn_redis_away(exc: Exception) -> None:
+    """One warning a minute per process while Redis does not answer."""
+    global _redis_warned_at
+    if time.monotonic() - _redis_warned_at >= 60:
+        _redis_warned_at = time.monotonic()
+        log.warning("rate limit: Redis unavailable (%s); counting in the database meanwhile", first_line(exc))
+
+
 def _redis_key(subject: str, start: int) -> str:
     return f"loyalty/{subject}/{start}"
 
@@ -144,7 +155,7 @@ def hit(subject: str, limit: int, period: int = 60) -> Window:
         try:
             count = int(_redis_storage(url).incr(_redis_key(subject, start), period + 5))
         except Exception as exc:  # Redis away: the database still counts for every process
-            log.warning("rate limit: Redis unavailable (%s); counting in the database", first_line(exc))
+            _warn_redis_away(exc)
     if count is None:
         count = _database_hit(subject, start)
     if count > limit:

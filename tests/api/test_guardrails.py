@@ -141,3 +141,18 @@ def test_requests_per_minute_up_to_the_default(app):
         assert parse_rate_limit("", "prod") is None
         assert parse_rate_limit("3000", "prod") is None  # the default itself
         assert parse_rate_limit("2999", "prod") == 2999
+
+
+def test_with_redis_away_the_limit_still_holds_through_the_database(tmp_path, database_url, caplog):
+    from tests.conftest import free_port
+
+    away = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "DATABASE_URL": database_url,
+                       "PASSWORD_HASHING": "fast", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    try:
+        creds = create_credentials(away)
+        restrict(away, creds, rate_limit=2)
+        api = SignedClient(away.test_client(), creds)
+        assert [api.get("/v1/key").status_code for _ in range(3)] == [200, 200, 429]
+        assert "Redis unavailable" in caplog.text
+    finally:
+        db.close_all()
