@@ -143,8 +143,11 @@ def test_requests_per_minute_up_to_the_default(app):
         assert parse_rate_limit("2999", "prod") == 2999
 
 
-def test_with_redis_away_the_limit_still_holds_through_the_database(tmp_path, database_url, caplog):
+def test_with_redis_away_the_limit_still_holds_through_the_database(tmp_path, database_url, caplog, monkeypatch):
+    from portal import rate_limits
     from tests.conftest import free_port
+
+    monkeypatch.setattr(rate_limits, "_redis_warned_at", -1e9)  # warned once a minute per process
 
     away = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "DATABASE_URL": database_url,
                        "PASSWORD_HASHING": "fast", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
