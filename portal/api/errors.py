@@ -105,6 +105,14 @@ def service_unavailable() -> ApiError:
                     headers={"Retry-After": "1", "Cache-Control": "no-store"})
 
 
+def secrets_unreadable() -> ApiError:
+    """503 while the server's encryption keys cannot read an App Secret: the operator's
+    mistake to fix (portal.api.gate logs it), not the partner's, and not a 500."""
+    return ApiError(503, "service_unavailable",
+                    "The service cannot verify signed requests right now. Please try again later.",
+                    headers={"Retry-After": "60", "Cache-Control": "no-store"})
+
+
 # The status of each kind of domain refusal (portal.domain.DomainError.kind).
 DOMAIN_STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "rate_limited": 429, "unavailable": 502}
 

@@ -27,6 +27,7 @@ ROUTE_ROLES: dict[str, str] = {
     "static": PUBLIC,
     "htmx_static": PUBLIC,
     "healthz": PUBLIC,
+    "readyz": PUBLIC,
     "auth.signup": PUBLIC,
     "auth.login": PUBLIC,
     "auth.two_factor": PUBLIC,  # only after a correct password (a marker in the session)
