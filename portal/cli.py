@@ -33,18 +33,30 @@ def _app(*, init: bool = False, first_run: bool = False):
     from portal.config import locate, masked_url
 
     location = locate()
-    click.echo(f"Using database {masked_url(location.database_url)}, data dir {location.data_dir}", err=True)
+    _say(f"Using database {masked_url(location.database_url)}, data dir {location.data_dir}")
     may_create = init or (first_run and not location.configured)
     if not may_create:
         _refuse_fresh(location)
     elif not init and not location.data_dir.exists():
-        click.echo(f"First run: creating {location.data_dir} with a new SQLite database and server secrets "
-                   "(set LOYALTY_DATA_DIR or use --env-file to use an existing one).", err=True)
+        _say(f"First run: creating {location.data_dir} with a new SQLite database and server secrets "
+             "(set LOYALTY_DATA_DIR or use --env-file to use an existing one).")
     _undo.note(location)
     try:
         return create_app(create=may_create)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+_server_log = None  # serve's logger, once serve has set up the log format
+
+
+def _say(message: str) -> None:
+    """A note for the operator on stderr: a log line under serve (one format for every line
+    of a server's output), a plain line for the other commands."""
+    if _server_log is not None:
+        _server_log.info("%s", message)
+    else:
+        click.echo(message, err=True)
 
 
 def _refuse_fresh(location) -> None:
@@ -216,18 +228,26 @@ def serve(host, port, workers, threads, init):
     sets up ./instance by itself (the quick start); a configured data dir or database
     that does not exist yet, or was never migrated, needs --init once.
     """
+    global _server_log
     from gunicorn.app.base import BaseApplication
 
-    from portal import db
+    from portal import db, logs
 
+    # Before anything logs: every line of the server's output, gunicorn's too, in one format.
+    try:
+        log_config = logs.logging_config()
+    except ConfigError as exc:
+        _fail(str(exc))
+    logs.configure()
+    _server_log = logs.get_logger("portal.cli")
     app = _app(init=init, first_run=True)
     applied = _run_migrations(app)
     if applied:
-        click.echo(f"Database migrated: {', '.join(applied)}")
+        _say(f"Database migrated: {', '.join(applied)}")
     db.database.close()  # each worker opens its own connections after the fork
     _check_port_free(host, port)
     _undo.done()  # from here on the server runs: what it set up stays
-    click.echo(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
+    _say(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
 
     class Server(BaseApplication):
         def load_config(self):
@@ -235,7 +255,8 @@ def serve(host, port, workers, threads, init):
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
-            self.cfg.set("accesslog", None)  # the app logs each API request itself
+            self.cfg.set("accesslog", None)  # the app logs each request itself, with its client
+            self.cfg.set("logconfig_dict", log_config)  # gunicorn's own lines in the same format
             self.cfg.set("timeout", 60)
             # gunicorn's control socket is one file per user: a second server on the host
             # would take it over and delete it on exit. Nothing here uses it.

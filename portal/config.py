@@ -56,6 +56,7 @@ class Settings:
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
     public_url: str | None = None  # where partners reach the portal; the base of emailed links
+    log_format: str = "text"  # "json": one JSON object per log line (portal.logs; serve applies it)
     extra: dict = field(default_factory=dict)
 
 
@@ -171,6 +172,10 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError("LOYALTY_PUBLIC_URL must be the portal's address, like https://partners.example.com")
 
+    log_format = (get("LOG_FORMAT", "text") or "text").strip().lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("LOYALTY_LOG_FORMAT must be 'text' (the default) or 'json'")
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -186,6 +191,7 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
         public_url=public_url,
+        log_format=log_format,
         extra=overrides,
     )
 

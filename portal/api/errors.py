@@ -73,6 +73,7 @@ class ApiError(Exception):
         return {"error": error}
 
     def response(self) -> Response:
+        g.api_error_code = self.code  # for the request's log line
         response = json_response(self.body(), self.status)
         response.headers.update(self.headers)
         return response
