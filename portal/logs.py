@@ -104,13 +104,24 @@ def _utc_time(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
+def request_id() -> str:
+    """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`: the
+    X-Request-Id of its response (portal.api.errors) and the request_id of its log lines."""
+    import secrets
+
+    from flask import g
+
+    rid = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = "req_" + secrets.token_hex(12)  # one urandom call, not 24
+    return rid
+
+
 def _request_id() -> str | None:
-    """The id of the request being served, if any (never makes one)."""
-    try:
-        from flask import g, has_request_context
-    except ImportError:  # pragma: no cover - Flask is a dependency
-        return None
-    return g.get("request_id") if has_request_context() else None
+    """The id of the request being served, or None outside a request."""
+    from flask import has_request_context
+
+    return request_id() if has_request_context() else None
 
 
 class LineFormatter(logging.Formatter):

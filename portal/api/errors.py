@@ -11,10 +11,10 @@ this JSON, in one place. Anything else that escapes a view becomes a 500
 from __future__ import annotations
 
 import json
-import secrets
 
 from flask import Response, g
 
+from portal import logs
 from portal.domain import DomainError
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -42,11 +42,8 @@ def error_type(status: int) -> str:
 
 
 def request_id() -> str:
-    """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`."""
-    rid = g.get("request_id")
-    if rid is None:
-        rid = g.request_id = "req_" + secrets.token_hex(12)  # one urandom call, not 24
-    return rid
+    """This request's id (`req_` + 24 hex digits), made on first use (portal.logs)."""
+    return logs.request_id()
 
 
 class ApiError(Exception):
