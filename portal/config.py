@@ -101,6 +101,18 @@ def _generated_once(data_dir: Path, name: str, make, *, create: bool = True) -> 
     return value
 
 
+def open_private(path: str | Path, mode: str = "wb"):
+    """Open `path` for writing, readable by its owner only (0600) whatever the umask: for
+    every file the platform writes that holds secrets or data (generated keys, dumps,
+    backups, exports). A file that existed is truncated and tightened to 0600 first."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # a file another user owns stays as it is
+    return os.fdopen(fd, mode)
+
+
 def load_settings(overrides: dict | None = None, *, create: bool = True) -> Settings:
     """Build the settings from env vars, `.env` and `overrides` (tests pass a dict).
 

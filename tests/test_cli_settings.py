@@ -237,3 +237,37 @@ def test_check_names_a_schema_that_is_not_current(tmp_path, deployment):
     assert result.returncode == 1
     assert ("Problem: the schema is not current: 1 migration(s) not applied (002_teams): run loyalty-portal migrate"
             in stderr_lines(result))
+
+
+def test_what_the_cli_writes_is_readable_by_its_owner_only_whatever_the_umask(tmp_path):
+    data = tmp_path / "data"
+    env = {"LOYALTY_DATA_DIR": str(data)}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    base.update(PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "sdk")]), LOYALTY_PASSWORD_HASHING="fast", **env)
+    for args in (["migrate", "--init"], ["demo", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "portal.cli", *args], cwd=tmp_path, env=base, capture_output=True,
+                              text=True, timeout=60, preexec_fn=lambda: os.umask(0))
+        assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in data.iterdir()}
+    assert {"secret_key", "encryption_key", "key_pepper", "loyalty.db"} <= set(modes)
+    assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
+
+
+def test_open_private_writes_0600_and_tightens_an_existing_file(tmp_path):
+    from portal.config import open_private
+
+    old = tmp_path / "dump.json"
+    old.write_text("{}")
+    old.chmod(0o644)
+    previous = os.umask(0)
+    try:
+        with open_private(old) as handle:
+            handle.write(b"[]")
+        with open_private(tmp_path / "new.json", "w") as handle:
+            handle.write("{}")
+    finally:
+        os.umask(previous)
+    assert old.read_text() == "[]"
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o600
