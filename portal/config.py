@@ -126,7 +126,7 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
             return overrides.pop(name)
         return os.environ.get(f"LOYALTY_{name}", default)
 
-    data_dir = Path(get("DATA_DIR", "./instance")).expanduser().resolve()
+    data_dir = Path(get("DATA_DIR") or "./instance").expanduser().resolve()  # empty: unset, as locate()
     if not create and not data_dir.is_dir():
         raise MissingSetup(f"data dir {data_dir} does not exist")
     _private_dir(data_dir)

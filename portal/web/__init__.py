@@ -345,6 +345,10 @@ def init_app(app) -> None:
     login_manager.unauthorized_handler(unauthorized_response)
 
     @app.before_request
+    def _start_clock():
+        g.portal_started = time.perf_counter()  # for the request's log line
+
+    @app.before_request
     def _connect():
         # A portal page needs the database (the user, the partner's data): connect up front,
         # so a database that is away answers the portal's 503 page, not half a page.
@@ -400,7 +404,7 @@ def init_app(app) -> None:
         # One line per portal request, with the client's address (after ProxyFix). Probes
         # and static files would drown the rest; /v1 has its own line (portal.api).
         if _is_portal_request() and request.endpoint not in UNLOGGED_ENDPOINTS:
-            elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
+            elapsed_ms = (time.perf_counter() - g.get("portal_started", time.perf_counter())) * 1000
             user = g.get("_login_user")  # flask-login's, if this request looked it up: no query here
             user_id = getattr(user, "id", None)
             client = request.remote_addr or "-"
