@@ -64,3 +64,15 @@ def test_every_key_of_a_suspended_partner_answers_403_account_disabled(app, clie
     res = api.get("/v1/key")
     assert res.status_code == 403
     assert res.get_json()["error"]["code"] == "account_disabled"
+
+
+def test_suspended_between_the_password_and_the_code_the_code_step_refuses(app, signed_in, org):
+    from test_account_security import next_code, password_step, turn_on_two_factor
+
+    totp, _ = turn_on_two_factor(signed_in)
+    signed_in.post("/logout")
+    assert password_step(signed_in, org.email).location == "/login/code"
+    suspend(app, org)
+    res = signed_in.post("/login/code", {"code": next_code(totp)})
+    assert res.status_code == 401 and SUSPENDED_TEXT in res.get_data(as_text=True)
+    assert signed_in.get("/developer").status_code == 302  # not logged in
