@@ -510,7 +510,7 @@ def check():
             _fail(f"{len(found)} problem(s): this deployment is not ready to serve")
         applied, _, _ = db.schema_status()
         counts = secret_counts()
-    held = ", ".join(f"{count} {what}(s)" for what, count in counts.items())
+    held = ", ".join(f"{count} {what}(s)" for what, count in counts.items() if count or what == "App Secret")
     click.echo(f"OK: database answers, schema current ({len(applied)} migrations), {held} decrypt.")
 
 

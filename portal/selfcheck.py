@@ -6,7 +6,7 @@
 - its schema is current (every migration this version ships is applied, and none it does
   not know: a database a newer release migrated);
 - every stored secret decrypts with the configured `LOYALTY_ENCRYPTION_KEY` (App Secrets,
-  two-factor secrets): a retired key dropped too early, or a backup taken under a key
+  two-factor secrets, webhook signing secrets): a retired key dropped too early, or a backup taken under a key
   that is no longer listed, shows here before partners see 503s.
 
 The sentences name no secret, no key and no row's content; `detail=False` also leaves out
@@ -28,6 +28,8 @@ from portal.logs import first_line
 ENCRYPTED_COLUMNS = (
     ("AppSecret", "ciphertext", "App Secret"),
     ("User", "totp_secret", "two-factor secret"),
+    ("WebhookEndpoint", "secret_ciphertext", "webhook signing secret"),
+    ("WebhookEndpoint", "previous_secret_ciphertext", "previous webhook signing secret"),
 )
 
 
