@@ -184,9 +184,9 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError("LOYALTY_PUBLIC_URL must be the portal's address, like https://partners.example.com")
 
-    log_format = (get("LOG_FORMAT", "text") or "text").strip().lower()
-    if log_format not in ("text", "json"):
-        raise ConfigError("LOYALTY_LOG_FORMAT must be 'text' (the default) or 'json'")
+    from portal.logs import log_format as checked_log_format
+
+    log_format = checked_log_format(get("LOG_FORMAT") or "")
 
     return Settings(
         data_dir=data_dir,

@@ -14,8 +14,14 @@ line, whoever configured the handlers (gunicorn, pytest, an operator's logging c
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
+import os
 import re
+import secrets
+import sys
+import time
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, the bidirectional
 # overrides (which make a line read differently from what it holds), surrogates (which
@@ -99,17 +105,13 @@ LOG_FORMATS = ("text", "json")
 
 def _utc_time(record: logging.LogRecord) -> str:
     """ISO 8601 UTC with milliseconds: 2026-12-03T11:04:05.123Z."""
-    import time
-
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
 def request_id() -> str:
     """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`: the
     X-Request-Id of its response (portal.api.errors) and the request_id of its log lines."""
-    import secrets
-
-    from flask import g
+    from flask import g  # here, not at the top: the domain's loggers load no Flask
 
     rid = g.get("request_id")
     if rid is None:
@@ -143,8 +145,6 @@ class JsonFormatter(logging.Formatter):
     request log's fields)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        import json
-
         entry = {"time": _utc_time(record), "level": record.levelname, "logger": record.name,
                  "message": record.getMessage()}
         rid = _request_id()
@@ -162,8 +162,6 @@ class JsonFormatter(logging.Formatter):
 
 def log_format(value: str | None = None) -> str:
     """LOYALTY_LOG_FORMAT (or `value`), checked: "text" (the default) or "json"."""
-    import os
-
     from portal.config import ConfigError
 
     chosen = (value if value is not None else os.environ.get("LOYALTY_LOG_FORMAT", "")).strip().lower() or "text"
@@ -178,8 +176,6 @@ def formatter(fmt: str | None = None) -> logging.Formatter:
 
 def console_handler(fmt: str | None = None) -> logging.Handler:
     """A stderr handler in the platform's format, for a logger nobody configured."""
-    import sys
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(fmt))
     return handler
@@ -208,6 +204,4 @@ def logging_config(fmt: str | None = None) -> dict:
 
 def configure(fmt: str | None = None) -> None:
     """Install `logging_config` in this process (serve does, before anything logs)."""
-    import logging.config
-
     logging.config.dictConfig(logging_config(fmt))
