@@ -27,17 +27,19 @@ def _app(*, init: bool = False, first_run: bool = False):
     Without `init` nothing is created: a missing data dir, a database that does not exist
     or was never migrated, or a server secret that would have to be generated stops the
     command with one line saying so. `first_run` (serve, migrate, demo) allows creating
-    them when no location is configured at all, the README's quick start on a fresh
-    machine, and says so. Whatever a failing command created is removed again (_undo)."""
+    them when no location is configured at all and ./instance does not exist yet: the
+    README's quick start on a fresh machine; it says so. Whatever a failing command
+    created is removed again (_undo)."""
     from portal import create_app
     from portal.config import locate, masked_url
 
     location = locate()
     _say(f"Using database {masked_url(location.database_url)}, data dir {location.data_dir}")
-    may_create = init or (first_run and not location.configured)
+    quick_start = first_run and not location.configured and not location.data_dir.exists()
+    may_create = init or quick_start
     if not may_create:
         _refuse_fresh(location)
-    elif not init and not location.data_dir.exists():
+    elif quick_start:
         _say(f"First run: creating {location.data_dir} with a new SQLite database and server secrets "
              "(set LOYALTY_DATA_DIR or use --env-file to use an existing one).")
     _undo.note(location)
@@ -202,9 +204,9 @@ def main(env_file):
 
     Nothing is created behind your back: a command pointed at a data dir or database that
     does not exist yet (or was never migrated) stops with exit status 1 unless given
-    --init. One exception keeps the quick start one command: serve, migrate and demo set
-    up ./instance by themselves when neither LOYALTY_DATA_DIR nor LOYALTY_DATABASE_URL is
-    set anywhere, and say so.
+    --init. One exception keeps the quick start one command: serve, migrate and demo
+    create ./instance by themselves when it does not exist and neither LOYALTY_DATA_DIR
+    nor LOYALTY_DATABASE_URL is set anywhere, and say so.
     """
     if env_file:
         from portal.config import read_env_file
@@ -225,8 +227,8 @@ def serve(host, port, workers, threads, init):
     """Run the portal and API under gunicorn (a production WSGI server).
 
     Upgrades the database's schema first. On a fresh machine with nothing configured it
-    sets up ./instance by itself (the quick start); a configured data dir or database
-    that does not exist yet, or was never migrated, needs --init once.
+    creates ./instance by itself (the quick start); any other data dir or database that
+    does not exist yet, or was never migrated, needs --init once.
     """
     global _server_log
     from gunicorn.app.base import BaseApplication
@@ -471,8 +473,8 @@ def rotate_encryption_key():
 def demo(as_json, init):
     """Create a demo partner with a program, an application and a test and a prod key.
 
-    Like serve, it sets up ./instance by itself when nothing is configured; a configured
-    data dir or database that does not exist yet needs --init.
+    Like serve, it creates ./instance by itself when nothing is configured and it does not
+    exist yet; any other data dir or database that does not exist yet needs --init.
     """
     from portal.domain.demo import create_demo
 
@@ -491,7 +493,7 @@ def demo(as_json, init):
     ])
 
 
-@main.command()
+@main.command(short_help="Check the database, its schema and the encryption keys.")
 def check():
     """Check that the settings point at a reachable database with the current schema and
     that the encryption keys decrypt every stored secret. Exit 0 with a one-line summary,

@@ -273,3 +273,14 @@ def test_open_private_writes_0600_and_tightens_an_existing_file(tmp_path):
     assert old.read_text() == "[]"
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o600
+
+
+def test_the_quick_start_exception_never_regenerates_a_key_in_an_existing_instance(tmp_path):
+    """Only a ./instance that does not exist is set up unasked: one that lost its
+    encryption_key gets no new one (stored App Secrets would be unreadable)."""
+    assert loyalty("demo", cwd=tmp_path).returncode == 0
+    (tmp_path / "instance" / "encryption_key").unlink()
+    result = loyalty("demo", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "LOYALTY_ENCRYPTION_KEY is not set and" in result.stderr and "--init" in result.stderr
+    assert not (tmp_path / "instance" / "encryption_key").exists()
