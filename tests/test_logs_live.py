@@ -103,6 +103,7 @@ def test_json_logs_are_one_object_per_line_with_request_fields_and_outage_lines(
         ("GET", "/v1/key", "/v1/key", demo["app_id"], "test", "127.0.0.1")
     assert line["key"].startswith("test_sk_") and demo["test_key"] not in json.dumps(entries)
     assert isinstance(line["duration_ms"], float) and line["error_code"] is None
+    assert line["user_agent"].startswith("python-requests/") and line["replayed"] is False
     outage = [e for e in entries if e["level"] == "WARNING" and "database unavailable" in e["message"]]
     assert {e["logger"] for e in outage} == {"portal.web", "portal.api"}
     assert all(e.get("request_id", "").startswith("req_") for e in outage)

@@ -181,7 +181,10 @@ def _finish_request(response: Response) -> Response:
                  extra={"fields": {"method": request.method, "path": request.path, "route": rule,
                                    "status": response.status_code, "duration_ms": round(elapsed_ms, 1),
                                    "key": key, "app_id": g.get("api_app_id"), "mode": g.get("api_mode"),
-                                   "error_code": g.get("api_error_code"), "client": client}})
+                                   "error_code": g.get("api_error_code"), "client": client,
+                                   "idempotency_key": request.headers.get("Idempotency-Key"),
+                                   "replayed": response.headers.get("Idempotent-Replayed") == "true",
+                                   "user_agent": request.headers.get("User-Agent")}})
     return response
 
 
