@@ -58,6 +58,8 @@ def problems(settings: Settings, *, database: peewee.Database | None = None, sec
                      "version): install that release")
     if secrets and not pending and not unknown:
         found += _undecryptable(settings, database, detail)
+    # DESIGN.md §14's third condition (the delivery worker reported within the last minute,
+    # when delivery runs) belongs here once portal.domain.webhooks.worker_last_seen exists.
     return found
 
 
