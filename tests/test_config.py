@@ -36,6 +36,7 @@ def test_environment_values_win_over_generated_ones(tmp_path, monkeypatch):
         ("RATE_LIMIT_TEST", "lots", "LOYALTY_RATE_LIMIT_TEST must be a whole number from 1"),
         ("RATE_LIMIT_PROD", "99999999", "LOYALTY_RATE_LIMIT_PROD must be a whole number from 1"),
         ("OTP_PER_APP_HOUR", "-5", "LOYALTY_OTP_PER_APP_HOUR must be a whole number from 1"),
+        ("LOG_FORMAT", "xml", "LOYALTY_LOG_FORMAT must be 'text'"),
     ],
 )
 def test_a_wrong_setting_is_one_clear_line(tmp_path, name, value, says):
