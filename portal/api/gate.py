@@ -204,8 +204,8 @@ _next_cleanup = 0.0
 
 def _remember_nonce(application_id: int, nonce: str, now, key: ApiKey | None = None) -> bool:
     """Store (application, nonce); False when it was already there (a replay). On SQLite,
-    when rate limits are counted in the database, the key's count for check 8 is taken in
-    the same write transaction: one write lock per request instead of two."""
+    when rate limits are counted in the database, the count of `key` for check 8 is taken
+    in the same write transaction: one write lock per request instead of two."""
     global _next_cleanup
     mono = time.monotonic()
     if mono >= _next_cleanup:
@@ -332,7 +332,10 @@ def verify_request(method: str, path: str, query, body: bytes, headers, remote_a
                             "The signature does not match. Compare canonical_string with the string you signed.",
                             canonical_string=canonical)
     g.rate_window = None
-    if not _remember_nonce(application.id, nonce, now, key):
+    # A call from outside the key's allowed IPs (refused at check 6) must not use up the
+    # limit of the integration the key belongs to.
+    counted = key if ip_allowed(key.allowed_ips, remote_addr or "") else None
+    if not _remember_nonce(application.id, nonce, now, counted):
         raise _unauthorized("replayed_request",
                             "This nonce was already used; sign every request (and every retry) with a new one.")
 

@@ -159,3 +159,11 @@ def test_with_redis_away_the_limit_still_holds_through_the_database(tmp_path, da
         assert "Redis unavailable" in caplog.text
     finally:
         db.close_all()
+
+
+def test_calls_from_outside_the_allowed_ips_do_not_use_up_the_keys_limit(app, api, creds):
+    restrict(app, creds, allowed_ips="203.0.113.0/24", rate_limit=2)
+    outside = [from_address(api, "192.0.2.1").get("/v1/key").status_code for _ in range(5)]
+    assert outside == [403] * 5
+    inside = [from_address(api, "203.0.113.9").get("/v1/key").status_code for _ in range(3)]
+    assert inside == [200, 200, 429]
