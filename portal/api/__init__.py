@@ -56,8 +56,10 @@ Everything else is done for you, in this order, before the view runs:
 0. the path and the query decoded once, as UTF-8 (`portal.signing`): escapes that are not
    UTF-8, or a NUL in the path, are 400 `invalid_request` (`param`: the query parameter,
    or `path`) before the gate; the signature covers, and `call.query` holds, these pairs;
-1. the gate (`portal.api.gate.verify_request`, DESIGN.md §4 checks 1-5), then the scope
-   (check 6, 403 `insufficient_scope` naming `required_scope`);
+1. the gate (`portal.api.gate.verify_request`, DESIGN.md §4 checks 1-6, allowed IPs
+   included), then the scope (check 7, 403 `insufficient_scope` naming `required_scope`),
+   then the key's rate limit (check 8, 429 `rate_limited`; every answer to a known key
+   carries RateLimit-Limit/-Remaining/-Reset);
 2. the query string against `query=` (unknown/repeated params refused);
 3. the body against `body=` (415 non-JSON, 413 past 64 KiB however it is framed, 400
    `invalid_request` with `param` for unknown, mistyped or missing fields, and for text no
