@@ -41,6 +41,7 @@ class Settings:
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
     public_url: str | None = None  # where partners reach the portal; the base of emailed links
+    request_log_days: int = 30  # /v1 request-log records older than this many days are deleted
     extra: dict = field(default_factory=dict)
 
 
@@ -144,6 +145,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError("LOYALTY_PUBLIC_URL must be the portal's address, like https://partners.example.com")
 
+    raw_log_days = str(get("REQUEST_LOG_DAYS", "30") or "30").strip()
+    if not raw_log_days.isdigit() or not 1 <= int(raw_log_days) <= 3650:
+        raise ConfigError("LOYALTY_REQUEST_LOG_DAYS must be a whole number of days from 1 to 3650")
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -159,6 +164,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
         public_url=public_url,
+        request_log_days=int(raw_log_days),
         extra=overrides,
     )
 

@@ -55,6 +55,7 @@ import pytest
 import requests
 
 from portal import create_app, db
+from portal.domain import request_log
 
 TESTS_DIR = Path(__file__).parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -357,6 +358,7 @@ def app(tmp_path, database_url):
     application = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "DATABASE_URL": database_url,
                               "PASSWORD_HASHING": "fast"})
     yield application
+    request_log.discard()  # request-log records not flushed by the test belong to its database
     db.close_all()
 
 

@@ -172,6 +172,7 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         if ep.authenticated:
             caller = verify_request(request.method, request.path, pairs, raw, request.headers)
             g.api_key_masked = caller.key_masked
+            g.api_caller = caller
             require_scope(caller, ep.scope)
         query = parse_query(pairs, ep.query)
         body = {}
