@@ -55,7 +55,7 @@ from datetime import date, datetime, timedelta
 
 import peewee
 
-from portal.db import database, release_connection, write_transaction
+from portal.db import database, is_sqlite, release_connection, write_transaction
 from portal.logs import first_line, get_logger
 from portal.models import Application, RequestDayCount, RequestRecord, utcnow
 
@@ -212,33 +212,52 @@ def _storable(value, limit: int):
     return text[:limit]
 
 
+_COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
+
+
 def _write(items: list[tuple[tuple, str | None]]) -> None:
-    """One transaction: the rows in one INSERT (in chunks of 500), the day counts in one upsert."""
+    """One transaction: the rows in one batched INSERT, the day counts in one upsert.
+
+    The rows go through the driver's batch call with SQL written once, not through a
+    peewee query: building a 500-row peewee INSERT cost ~120 µs of Python per row, which
+    every worker would pay out of the time it has for requests.
+    """
     wanted = {app_id for row, app_id in items if row[3] is None and app_id}
     owners = {}
     if wanted:
-        owners = {a.app_id: (a.partner_id, a.id) for a in
+        owners = {app_id: (partner_id, ident) for ident, app_id, partner_id in
                   Application.select(Application.id, Application.app_id, Application.partner)
-                  .where(Application.app_id.in_(sorted(wanted)[:1000]))}
+                  .where(Application.app_id.in_(sorted(wanted)[:1000])).tuples()}
+    sqlite = is_sqlite()
     rows = []
     counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    limits = [_TEXT_LIMITS.get(name) for name in FIELDS]
     for row, app_id in items:
-        values = dict(zip(FIELDS, row))
-        if values["application_id"] is None and app_id in owners:
-            values["partner_id"], values["application_id"] = owners[app_id]
-        for name, limit in _TEXT_LIMITS.items():
-            values[name] = _storable(values[name], limit)
-        values["method"] = values["method"] or "?"
-        values["path"] = values["path"] or "/"
-        values["client_ip"] = values["client_ip"] or ""
-        rows.append(values)
-        if values["application_id"] is not None:
-            group = (values["application_id"], values["partner_id"], values["api_key_id"] or 0,
-                     values["mode"] or "", values["created_at"].date())
-            counts[group][0 if values["status"] < 400 else 1] += 1
+        values = list(row)
+        if values[3] is None and app_id in owners:
+            values[2], values[3] = owners[app_id]
+        for index, limit in enumerate(limits):
+            if limit is not None and values[index] is not None:
+                values[index] = _storable(values[index], limit)
+        created_at = values[0]
+        if values[3] is not None:
+            group = (values[3], values[2], values[4] or 0, values[6] or "", created_at.date())
+            counts[group][0 if values[10] < 400 else 1] += 1
+        values[0] = str(created_at) if sqlite else created_at  # peewee's SQLite text form
+        values[7] = values[7] or "?"
+        values[9] = values[9] or "/"
+        values[14] = values[14] or ""
+        values[16] = bool(values[16])
+        rows.append(tuple(values))
     with write_transaction():
-        for start in range(0, len(rows), 500):
-            RequestRecord.insert_many(rows[start:start + 500]).execute()
+        cursor = database.cursor()
+        if sqlite:
+            marks = ", ".join("?" * len(FIELDS))
+            cursor.executemany(f'INSERT INTO "request_record" ({_COLUMNS}) VALUES ({marks})', rows)
+        else:
+            from psycopg2.extras import execute_values
+
+            execute_values(cursor, f'INSERT INTO "request_record" ({_COLUMNS}) VALUES %s', rows, page_size=500)
         if counts:
             day_rows = [{"application_id": a, "partner_id": p, "api_key_id": k, "mode": m, "day": d,
                          "succeeded": ok, "failed": failed} for (a, p, k, m, d), (ok, failed) in counts.items()]
