@@ -21,7 +21,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from portal.domain import Conflict, DomainError, Invalid
+from portal.domain import Conflict, DomainError, Invalid, request_log
 from portal.domain.applications import (
     DEFAULT_SECRET_GRACE,
     GRACE_LABELS,
@@ -44,6 +44,7 @@ from portal.models import ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
 from portal.web import form_errors, is_htmx, no_store, render_partial, see_other
 from portal.web.permissions import require
+from portal.web.request_log import usage_chart
 
 bp = Blueprint("developer", __name__)
 
@@ -118,6 +119,8 @@ def _page_context(application: Application, **extra) -> dict:
         "default_grace": DEFAULT_SECRET_GRACE,
         "default_roll_expiry": DEFAULT_ROLL_EXPIRY,
         "base_url": request.host_url.rstrip("/"),
+        "usage": usage_chart(application),
+        "key_counts": request_log.key_counts(application),
     }
     context.update(extra)
     return context
@@ -150,7 +153,8 @@ def render_key_row(application: Application, key: ApiKey, rolling: bool = False)
     """One key's row (with its roll form when `rolling`), for an htmx swap."""
     return render_partial("developer/_key_row.html", key=key, application=application, now=utcnow(),
                           rolling_key_id=key.id if rolling else None, grace_labels=GRACE_LABELS,
-                          default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None)
+                          default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None,
+                          key_counts=request_log.key_counts(application))
 
 
 def render_applications(*, show_form: bool = False, name: str = "", error: str | None = None, status: int = 200):

@@ -47,6 +47,10 @@ ROUTE_ROLES: dict[str, str] = {
     "developer.keys": "viewer",
     "developer.key_row": "viewer",
     "team.index": "viewer",
+    # the request log: every teammate may read it; Compare changes nothing
+    "request_log.index": "viewer",
+    "request_log.show": "viewer",
+    "request_log.compare": "viewer",
     # one's own account: password, two-factor, sessions
     "account.index": "viewer",
     "account.change_password": "viewer",
