@@ -73,7 +73,10 @@ Everything else is done for you, in this order, before the view runs:
    undoes them itself if the outside call fails (see `portal.domain.otp.request_otp`). A 429 or
    5xx response is not stored (its writes roll back), so a retry with the key runs again;
 5. the response gets `X-Request-Id`, and one log line is written per request (request id,
-   masked key, status, milliseconds; never a key, secret or body). Loggers come from
+   masked key, status, milliseconds; never a key, secret or body), and one request-log
+   record is buffered (`portal.domain.request_log`: the fields of DESIGN.md §11, written by
+   a background thread within half a second; the gate's refusals after the key resolved
+   end their message with "See the request log for req_… in the portal."). Loggers come from
    `portal.logs.get_logger`, which escapes control characters in what a request put into
    a line, so a request can never write a second line.
 

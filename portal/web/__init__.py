@@ -4,7 +4,8 @@ One module per sidebar area: `auth` (sign-up, log-in, the two-factor step, forgo
 passwords, joining a team), `home`, `developer` (applications, secrets, keys), `program`
 (cards, rewards, referral rule), `team` (teammates, invites, roles), `account` (password,
 two-factor, sessions), `audit` (the audit log), `sdk` (the SDK's page, README and wheel,
-for anyone), `docs` (the guide and the API reference). This module holds what they share:
+for anyone), `docs` (the guide and the API reference), `request_log` (an application's
+/v1 requests and a request's page). This module holds what they share:
 log-in sessions (flask-login on top of server-side session rows, portal.domain.sessions), CSRF
 protection for every state-changing request, one check that every form field and address
 is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page

@@ -48,18 +48,18 @@ class Filters:
     key: str = ""
     status: str = ""
     mode: str = ""
-    endpoint: str = ""
+    route: str = ""  # the Endpoint filter (`endpoint` would clash with url_for's own argument)
     before: str = ""
 
     def args(self, **changes) -> dict:
         """The query string of these filters (empty ones left out)."""
-        values = {"key": self.key, "status": self.status, "mode": self.mode, "endpoint": self.endpoint,
+        values = {"key": self.key, "status": self.status, "mode": self.mode, "route": self.route,
                   "before": self.before, **changes}
         return {name: value for name, value in values.items() if value}
 
     @property
     def any(self) -> bool:
-        return bool(self.key or self.status or self.mode or self.endpoint)
+        return bool(self.key or self.status or self.mode or self.route)
 
 
 def _filters(keys, endpoints) -> Filters:
@@ -68,12 +68,12 @@ def _filters(keys, endpoints) -> Filters:
     key = args.get("key", "")
     status = args.get("status", "")
     mode = args.get("mode", "")
-    endpoint = args.get("endpoint", "")
+    route = args.get("route", "")
     return Filters(
         key=key if key in {str(k.id) for k in keys} else "",
         status=status if status in STATUS_LABELS else "",
         mode=mode if mode in MODE_LABELS else "",
-        endpoint=endpoint if endpoint in endpoints else "",
+        route=route if route in endpoints else "",
         before=args.get("before", "")[:60],
     )
 
@@ -98,7 +98,7 @@ def index(app_id):
         filters.before = ""
     page = request_log.page(application, key_id=int(filters.key) if filters.key else None,
                             status=filters.status or None, mode=filters.mode or None,
-                            route=filters.endpoint or None, before=cursor)
+                            route=filters.route or None, before=cursor)
     context = {
         "application": application,
         "keys": keys,

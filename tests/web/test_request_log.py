@@ -65,7 +65,7 @@ def test_filters_work_as_a_plain_get_form_and_over_htmx(app, org, signed_in, cli
     partial = signed_in.get(log_url(org) + "?status=succeeded", htmx=True).get_data(as_text=True)
     assert "<html" not in partial and 'id="request-records"' in partial
     assert len(rows_of(partial)) == 2 and "hx-get" in partial
-    by_route = signed_in.get(log_url(org) + "?endpoint=/v1/members/{member_id}").get_data(as_text=True)
+    by_route = signed_in.get(log_url(org) + "?route=/v1/members/{member_id}").get_data(as_text=True)
     assert len(rows_of(by_route)) == 1 and "mem_missing" in by_route
     by_key = signed_in.get(log_url(org) + f"?key={org.key_id}&mode=test").get_data(as_text=True)
     assert len(rows_of(by_key)) == 4
