@@ -7,8 +7,10 @@ from portal.models.loyalty import Claim, LedgerEntry, Member, Otp, OtpSend, Rede
 from portal.models.program import Card, Program, Reward
 from portal.models.request_log import RequestDayCount, RequestRecord
 from portal.models.teams import Attempt, PasswordReset, RecoveryCode, TeamInvite, UserSession
+from portal.models.webhooks import DeliveryAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, WorkerHeartbeat
 
-# In dependency order: what the migrations create (001_initial, then 002_teams, 003_request_log …).
+# In dependency order: what the migrations create (001_initial, then 002_teams, 003_request_log,
+# 004_webhooks …).
 ALL_MODELS = [
     Partner, User, Invite, Application, AppSecret, ApiKey, AuditEvent,
     Card, Reward, Program,
@@ -16,6 +18,7 @@ ALL_MODELS = [
     Nonce, IdempotencyRecord,
     TeamInvite, UserSession, RecoveryCode, PasswordReset, Attempt,
     RequestRecord, RequestDayCount,
+    WebhookEndpoint, WebhookEvent, WebhookDelivery, DeliveryAttempt, WorkerHeartbeat,
 ]
 
 __all__ = [m.__name__ for m in ALL_MODELS] + [
