@@ -50,12 +50,13 @@ import re
 import threading
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import peewee
 
-from portal.db import database, is_sqlite, release_connection, write_transaction
+from portal.db import database, is_sqlite, release_connection, sqlite_write_lock, write_transaction
 from portal.logs import first_line, get_logger
 from portal.models import Application, RequestDayCount, RequestRecord, utcnow
 
@@ -249,7 +250,7 @@ def _write(items: list[tuple[tuple, str | None]]) -> None:
         values[14] = values[14] or ""
         values[16] = bool(values[16])
         rows.append(tuple(values))
-    with write_transaction():
+    with (sqlite_write_lock if sqlite else nullcontext()), write_transaction():
         cursor = database.cursor()
         if sqlite:
             marks = ", ".join("?" * len(FIELDS))
