@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 from flask import Response, g
 
@@ -42,10 +43,15 @@ def error_type(status: int) -> str:
 
 
 def request_id() -> str:
-    """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`."""
+    """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`.
+
+    The first 8 digits are the unix time, the other 16 random: ids made close together
+    sort together, so the request log's index on them grows at its end instead of at a
+    random page per request (which, past a few million rows, is most of an insert's cost).
+    """
     rid = g.get("request_id")
     if rid is None:
-        rid = g.request_id = "req_" + secrets.token_hex(12)  # one urandom call, not 24
+        rid = g.request_id = f"req_{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
     return rid
 
 
