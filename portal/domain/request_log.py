@@ -344,8 +344,10 @@ def page(application: Application, *, key_id: int | None = None, status: str | N
     if route:
         query = query.where(RequestRecord.route == route)
     if before is not None:
-        query = query.where((RequestRecord.created_at < before.created_at)
-                            | ((RequestRecord.created_at == before.created_at) & (RequestRecord.id < before.id)))
+        # `created_at <= t` is the index's range (walked from its end); the OR only sorts out
+        # the rows of that very instant, so neither engine falls back to a scan.
+        query = query.where((RequestRecord.created_at <= before.created_at)
+                            & ((RequestRecord.created_at < before.created_at) | (RequestRecord.id < before.id)))
     records = list(query.order_by(RequestRecord.created_at.desc(), RequestRecord.id.desc()).limit(limit + 1))
     older = None
     if len(records) > limit:
