@@ -66,7 +66,7 @@ class ApiError(Exception):
     @property
     def public_message(self) -> str:
         """The message as the response carries it."""
-        if self.log_hint:
+        if self.log_hint and self.status < 500:
             return f"{self.message} See the request log for {request_id()} in the portal."
         return self.message
 
