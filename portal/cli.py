@@ -87,10 +87,12 @@ def main():
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
-def serve(host, port, workers, threads):
+@click.option("--no-worker", is_flag=True, help="Leave out the webhook delivery worker (run `loyalty-portal worker` elsewhere).")
+def serve(host, port, workers, threads, no_worker):
     """Run the portal and API under gunicorn (a production WSGI server).
 
-    Creates or upgrades the database first, so a fresh machine needs nothing else.
+    Creates or upgrades the database first, so a fresh machine needs nothing else. The
+    webhook delivery worker runs beside it as a child process, unless --no-worker.
     """
     from gunicorn.app.base import BaseApplication
 
@@ -120,7 +122,17 @@ def serve(host, port, workers, threads):
         def load(self):
             return app
 
-    Server().run()
+    delivery = None
+    if not no_worker:
+        from portal.webhooks_worker import ChildWorker
+
+        delivery = ChildWorker()
+        delivery.start()
+    try:
+        Server().run()
+    finally:
+        if delivery is not None:
+            delivery.stop()
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -153,6 +165,25 @@ def _run_migrations(app) -> list[str]:
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
+
+
+@main.command()
+@click.option("--parent", type=int, hidden=True, help="Stop when this process (serve) ends.")
+def worker(parent):
+    """Deliver webhooks (the worker `serve` runs in the background), until Ctrl+C or SIGTERM.
+
+    Run several, on one machine or many: each attempt is made by exactly one of them.
+    """
+    from portal.webhooks_worker import run_forever
+
+    app = _app()
+    if not parent:
+        applied = _run_migrations(app)
+        if applied:
+            click.echo(f"Database migrated: {', '.join(applied)}")
+        click.echo("Webhook worker running (Ctrl+C stops)")
+    with app.app_context():
+        run_forever(parent_pid=parent)
 
 
 @main.command()
