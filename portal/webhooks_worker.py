@@ -57,7 +57,7 @@ def _resolve(host: str, port: int, mode: str) -> list[str]:
         for address in addresses:
             refusal = webhooks.address_refusal(address)
             if refusal:
-                raise _AttemptFailed(f"not sent: {host} resolves to {refusal}")
+                raise _AttemptFailed(f"not sent: {host} is {refusal} (production endpoints must be public)")
     return addresses
 
 
@@ -208,6 +208,15 @@ def attempt(claimed: webhooks.Claimed) -> str | None:
     log.info("webhook %s to %s attempt %d: %s%s", claimed.event_id, claimed.endpoint.public_id, claimed.attempt,
              "ok" if outcome.succeeded else "failed", "" if outcome.succeeded else f" ({outcome.error})")
     return status
+
+
+def deliver_due(limit: int = 100) -> int:
+    """One synchronous round (tests, benchmarks): claim what is due and attempt it, one
+    after the other. Returns how many attempts were made."""
+    claimed = webhooks.claim_due(limit)
+    for item in claimed:
+        attempt(item)
+    return len(claimed)
 
 
 class Worker:

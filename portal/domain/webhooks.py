@@ -59,7 +59,8 @@ def new_endpoint_secret() -> str:
 
 
 def address_refusal(address: str) -> str | None:
-    """Why a production endpoint may not be reached at `address`, or None if it may."""
+    """Why a production endpoint may not be reached at `address` ("127.0.0.1, a loopback
+    address"), or None if it may."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -67,9 +68,9 @@ def address_refusal(address: str) -> str | None:
                        ("private", ip.is_private), ("multicast", ip.is_multicast),
                        ("unspecified", ip.is_unspecified), ("reserved", ip.is_reserved)):
         if flag:
-            return f"{ip} is a {kind} address; production endpoints must be public"
+            return f"{ip}, a {kind} address"
     if not ip.is_global:
-        return f"{ip} is not a public address; production endpoints must be public"
+        return f"{ip}, not a public address"
     return None
 
 
@@ -111,7 +112,7 @@ def url_refusal(url: str, mode: str, *, resolve: bool = True) -> str | None:
                     if refusal:
                         break
         if refusal:
-            return f"The endpoint's host resolves to {refusal}."
+            return f"A production endpoint must be on a public address; {host} is {refusal}."
     return None
 
 
