@@ -57,7 +57,8 @@ def _resolve(host: str, port: int, mode: str) -> list[str]:
         for address in addresses:
             refusal = webhooks.address_refusal(address)
             if refusal:
-                raise _AttemptFailed(f"not sent: {host} is {refusal} (production endpoints must be public)")
+                named = refusal if refusal.startswith(host + ",") else f"{host} is {refusal}"
+                raise _AttemptFailed(f"not sent: {named} (production endpoints must be public)")
     return addresses
 
 
