@@ -41,6 +41,7 @@ from portal.domain.applications import (
 )
 from portal.api.key import api_key_json, app_secret_json
 from portal.db import write_transaction
+from portal.domain import webhooks
 from portal.domain.events import emit, with_event
 from portal.domain.roles import key_action
 from portal.models import MODES, ApiKey, Application, utcnow
@@ -121,6 +122,7 @@ def _page_context(application: Application, **extra) -> dict:
         "default_grace": DEFAULT_SECRET_GRACE,
         "default_roll_expiry": DEFAULT_ROLL_EXPIRY,
         "base_url": request.host_url.rstrip("/"),
+        "webhook_endpoints": webhooks.endpoints_of(application),
     }
     context.update(extra)
     return context
