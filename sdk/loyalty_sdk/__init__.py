@@ -7,7 +7,8 @@
         print(client.key_info().scopes)
 
 Signing also works alone with any HTTP client: ``canonical_string``, ``sign``,
-``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``.
+``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``. Webhook receivers
+verify deliveries with ``loyalty_sdk.webhooks.verify``.
 """
 
 from loyalty_sdk._requestor import ListIterator
@@ -48,6 +49,7 @@ from loyalty_sdk.objects import (
 )
 from loyalty_sdk.scopes import ENDPOINTS, SCOPES
 from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign
+from loyalty_sdk import webhooks  # noqa: E402,F401  (loyalty_sdk.webhooks.verify for receivers)
 
 __all__ = [
     "__version__",
