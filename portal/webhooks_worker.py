@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from portal.config import current_settings
-from portal.db import UNAVAILABLE_ERRORS, release_connection
+from portal.db import UNAVAILABLE_ERRORS, hold_sqlite_file_open, release_connection
 from portal.domain import webhooks
 from portal.logs import first_line, get_logger, where_raised
 from portal.models import utcnow
@@ -37,7 +37,7 @@ log = get_logger(__name__)
 TIMEOUT_SECONDS = 10.0
 READ_LIMIT = 64 * 1024  # a bigger response is a failed attempt
 THREADS = 8  # attempts in flight per worker process: one hanging endpoint holds one of them
-POLL_SECONDS = 0.25  # how often an idle worker looks for due deliveries
+POLL_SECONDS = 0.1  # how often an idle worker looks for due deliveries (one indexed read)
 HEARTBEAT_SECONDS = 5.0
 USER_AGENT = "loyalty-webhooks/1"
 
@@ -88,11 +88,51 @@ class _PinnedTlsConnection(http.client.HTTPSConnection):
 _tls_context = ssl.create_default_context()
 
 
+class _Watchdog:
+    """Cuts off attempts past their deadline (one thread for all of them, so a slow drip
+    of bytes cannot stretch an attempt past 10 s, and no attempt starts a thread)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._watched: dict[int, tuple[float, object, threading.Event]] = {}
+        self._thread: threading.Thread | None = None
+
+    def watch(self, conn, deadline: float, fired: threading.Event) -> int:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="webhook-watchdog")
+                self._thread.start()
+            self._watched[id(conn)] = (deadline, conn, fired)
+        return id(conn)
+
+    def forget(self, token: int) -> None:
+        with self._lock:
+            self._watched.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                late = [(key, conn, fired) for key, (deadline, conn, fired) in self._watched.items() if deadline <= now]
+                for key, _, _ in late:
+                    del self._watched[key]
+            for _, conn, fired in late:
+                fired.set()
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except (OSError, AttributeError):
+                    pass
+
+
+_watchdog = _Watchdog()
+
+
 def post(url: str, body: bytes, headers: dict[str, str], mode: str) -> webhooks.Outcome:
     """One POST of a webhook; never raises (every failure is an Outcome with its reason)."""
     started = time.monotonic()
     conn = None
-    timer = None
+    watched = None
     timed_out = threading.Event()
 
     def elapsed_ms() -> int:
@@ -129,17 +169,8 @@ def post(url: str, body: bytes, headers: dict[str, str], mode: str) -> webhooks.
                 raise _AttemptFailed("timed out connecting (10 s)")
             raise _AttemptFailed(f"could not connect: {last_error.strerror or last_error.__class__.__name__}")
 
-        def cut_off():
-            timed_out.set()
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
         # The whole attempt, however slowly the other side drips its answer, ends at 10 s.
-        timer = threading.Timer(max(0.0, TIMEOUT_SECONDS - (time.monotonic() - started)), cut_off)
-        timer.daemon = True
-        timer.start()
+        watched = _watchdog.watch(conn, started + TIMEOUT_SECONDS, timed_out)
         conn.request("POST", target, body=body, headers={
             **headers, "Content-Type": "application/json", "User-Agent": USER_AGENT, "Connection": "close",
         })
@@ -174,8 +205,8 @@ def post(url: str, body: bytes, headers: dict[str, str], mode: str) -> webhooks.
         reason = getattr(exc, "strerror", None) or exc.__class__.__name__
         return webhooks.Outcome(False, None, elapsed_ms(), error=f"connection failed: {reason}")
     finally:
-        if timer is not None:
-            timer.cancel()
+        if watched is not None:
+            _watchdog.forget(watched)
         if conn is not None:
             conn.close()
 
@@ -249,6 +280,7 @@ class Worker:
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="webhook")
         next_beat = 0.0
         name = webhooks.worker_name()
+        hold_sqlite_file_open()  # connections come and go per attempt; the WAL stays in place
         log.info("webhook worker %s started", name)
         try:
             while not self.stopping.is_set():

@@ -314,6 +314,9 @@ def claim_due(limit: int, *, now: datetime | None = None) -> list[Claimed]:
                   & (WebhookDelivery.locked_until.is_null() | (WebhookDelivery.locked_until < now))
                   & WebhookDelivery.endpoint.in_(enabled))
            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit))
+    # A read first: an idle worker polling often never takes SQLite's write lock.
+    if not due.exists():
+        return []
     with write_transaction():
         if is_postgres():
             ids = [row.id for row in due.for_update("FOR UPDATE SKIP LOCKED")]
