@@ -314,13 +314,14 @@ def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
 
 @main.command("rotate-encryption-key")
 def rotate_encryption_key():
-    """Re-encrypt stored App Secrets and two-factor secrets under the first LOYALTY_ENCRYPTION_KEY.
+    """Re-encrypt stored App Secrets, two-factor and webhook signing secrets under the first LOYALTY_ENCRYPTION_KEY.
 
     Rotation: put the new key first (LOYALTY_ENCRYPTION_KEY=NEW,OLD) on every instance and
     restart, run this once, then drop OLD.
     """
     from portal.domain.applications import reencrypt_app_secrets
     from portal.domain.two_factor import reencrypt_totp_secrets
+    from portal.domain.webhooks import reencrypt_endpoint_secrets
 
     app = _app()
     _run_migrations(app)
@@ -328,10 +329,11 @@ def rotate_encryption_key():
         try:
             count = reencrypt_app_secrets()
             totp_count = reencrypt_totp_secrets()
+            webhook_count = reencrypt_endpoint_secrets()
         except ValueError as exc:
             _fail(f"{exc}; nothing was changed (is the old key still in the list?)")
-    click.echo(f"Re-encrypted {count} App Secret(s) and {totp_count} two-factor secret(s) "
-               "under the first encryption key.")
+    click.echo(f"Re-encrypted {count} App Secret(s), {totp_count} two-factor secret(s) and "
+               f"{webhook_count} webhook endpoint secret(s) under the first encryption key.")
 
 
 @main.command()

@@ -431,3 +431,19 @@ def worker_last_seen() -> datetime | None:
     """When any delivery worker last went round its loop (naive UTC), or None if never."""
     row = WorkerHeartbeat.select(WorkerHeartbeat.last_seen_at).order_by(WorkerHeartbeat.last_seen_at.desc()).first()
     return row.last_seen_at if row else None
+
+
+def reencrypt_endpoint_secrets() -> int:
+    """Re-encrypt every endpoint's signing secrets (current and previous) under the first
+    LOYALTY_ENCRYPTION_KEY; returns how many endpoints were rewritten, all or none."""
+    box = secret_box()
+    count = 0
+    with write_transaction():
+        for row in WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.secret_ciphertext,
+                                          WebhookEndpoint.previous_secret_ciphertext).order_by(WebhookEndpoint.id):
+            fields = {"secret_ciphertext": box.rotate(row.secret_ciphertext)}
+            if row.previous_secret_ciphertext:
+                fields["previous_secret_ciphertext"] = box.rotate(row.previous_secret_ciphertext)
+            WebhookEndpoint.update(**fields).where(WebhookEndpoint.id == row.id).execute()
+            count += 1
+    return count
