@@ -118,3 +118,19 @@ def test_what_the_platform_sends_verifies(app):
     assert verify(BODY.encode(), sent, second).type == "stamps.added"
     with pytest.raises(WebhookVerificationError):
         verify(BODY.encode(), sent, OTHER)
+
+
+def test_the_readmes_flask_receiver_accepts_a_signed_delivery_and_refuses_a_forged_one(monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "sdk" / "README.md").read_text()
+    example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "webhooks" in block)
+    monkeypatch.setenv("LOYALTY_WEBHOOK_SECRET", SECRET)
+    namespace: dict = {}
+    exec(compile(example, "sdk/README.md", "exec"), namespace)
+    client = namespace["app"].test_client()
+    signed = client.post("/webhooks/loyalty", data=BODY, headers=headers(), content_type="application/json")
+    assert signed.status_code == 204 and "stamps.added" in capsys.readouterr().out
+    forged = client.post("/webhooks/loyalty", data=BODY, headers=headers(secret=OTHER), content_type="application/json")
+    assert forged.status_code == 400
