@@ -127,7 +127,13 @@ def test_the_readmes_flask_receiver_accepts_a_signed_delivery_and_refuses_a_forg
     readme = (Path(__file__).parents[2] / "sdk" / "README.md").read_text()
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "webhooks" in block)
     monkeypatch.setenv("LOYALTY_WEBHOOK_SECRET", SECRET)
-    namespace: dict = {}
+    import sys
+    import types
+
+    module = types.ModuleType("readme_receiver")
+    module.__file__ = str(Path(__file__))
+    monkeypatch.setitem(sys.modules, "readme_receiver", module)
+    namespace = module.__dict__
     exec(compile(example, "sdk/README.md", "exec"), namespace)
     client = namespace["app"].test_client()
     signed = client.post("/webhooks/loyalty", data=BODY, headers=headers(), content_type="application/json")
