@@ -91,7 +91,11 @@ def create_endpoint(app_id):
                      error=exc.message, error_field=exc.field, may_prod=allowed("webhooks.manage.prod"))
     flash("Endpoint added. Copy its signing secret now: it is shown only once.", "success")
     endpoint.application = application
-    return no_store(_endpoint_page(application, endpoint, new_secret=secret))
+    response = _endpoint_page(application, endpoint, new_secret=secret)
+    if is_htmx():  # the address bar shows the endpoint's page (htmx keeps no history copy of it)
+        response.headers["HX-Push-Url"] = url_for("webhooks.endpoint", app_id=application.app_id,
+                                                  endpoint_id=endpoint.public_id)
+    return no_store(response)
 
 
 @bp.get("/developer/apps/<app_id>/webhooks/<endpoint_id>")
