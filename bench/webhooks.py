@@ -215,7 +215,7 @@ def delay(calls: int) -> tuple[float, float]:
             demo = json.loads(subprocess.run([sys.executable, "-m", "portal.cli", "demo", "--json"], env=_env(data_dir, url),
                                              capture_output=True, text=True, check=True).stdout)
             from portal import create_app, db
-            from portal.domain import events, webhooks
+            from portal.domain import webhooks
             from portal.models import Application
 
             app = create_app({"DATA_DIR": str(data_dir), "DATABASE_URL": url})

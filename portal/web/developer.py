@@ -21,7 +21,9 @@ from flask import (
 )
 from flask_login import current_user
 
-from portal.domain import Conflict, DomainError, Invalid
+from portal.api.key import api_key_json, app_secret_json
+from portal.db import write_transaction
+from portal.domain import Conflict, DomainError, Invalid, webhooks
 from portal.domain.applications import (
     DEFAULT_SECRET_GRACE,
     GRACE_LABELS,
@@ -39,9 +41,6 @@ from portal.domain.applications import (
     roll_api_key,
     secret_state,
 )
-from portal.api.key import api_key_json, app_secret_json
-from portal.db import write_transaction
-from portal.domain import webhooks
 from portal.domain.events import emit, with_event
 from portal.domain.roles import key_action
 from portal.models import MODES, ApiKey, Application, utcnow

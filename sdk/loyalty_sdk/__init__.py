@@ -11,6 +11,7 @@ Signing also works alone with any HTTP client: ``canonical_string``, ``sign``,
 verify deliveries with ``loyalty_sdk.webhooks.verify``.
 """
 
+from loyalty_sdk import webhooks  # noqa: E402,F401  (loyalty_sdk.webhooks.verify for receivers)
 from loyalty_sdk._requestor import ListIterator
 from loyalty_sdk._version import __version__
 from loyalty_sdk.client import LoyaltyClient
@@ -49,7 +50,6 @@ from loyalty_sdk.objects import (
 )
 from loyalty_sdk.scopes import ENDPOINTS, SCOPES
 from loyalty_sdk.signing import LoyaltyAuth, canonical_string, check_api_key, sign
-from loyalty_sdk import webhooks  # noqa: E402,F401  (loyalty_sdk.webhooks.verify for receivers)
 
 __all__ = [
     "__version__",

@@ -11,9 +11,8 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from standardwebhooks.webhooks import Webhook
-
 from loyalty_sdk.webhooks import Event, WebhookVerificationError, verify
+from standardwebhooks.webhooks import Webhook
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OTHER = "whsec_" + base64.b64encode(b"o" * 32).decode()

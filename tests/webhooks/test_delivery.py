@@ -16,8 +16,8 @@ import pytest
 
 from portal.db import release_connection
 from portal.domain import events, webhooks
-from portal.models import DeliveryAttempt, Partner, WebhookDelivery, WebhookEndpoint, utcnow
 from portal.domain.applications import create_application
+from portal.models import DeliveryAttempt, Partner, WebhookDelivery, WebhookEndpoint, utcnow
 from portal.webhooks_worker import Worker
 from tests.webhooks.receiver import verified
 

@@ -13,8 +13,8 @@ from portal.domain.accounts import create_partner_account
 from portal.domain.applications import create_application, issue_api_key
 from portal.models import Application, WebhookDelivery, WebhookEvent
 from tests.api.helpers import Credentials, SignedClient
-from tests.webhooks.receiver import verified
 from tests.web.portal_helpers import PASSWORD, PortalClient
+from tests.webhooks.receiver import verified
 
 pytestmark = pytest.mark.both_engines
 
