@@ -181,6 +181,9 @@ def post(url: str, body: bytes, headers: dict[str, str], mode: str) -> webhooks.
             return webhooks.Outcome(False, status, elapsed_ms(),
                                     error=f"answered {status} with a {int(declared)}-byte body (over 64 KiB): not read")
         data = response.read(READ_LIMIT + 1)
+        if timed_out.is_set():  # the watchdog cut the answer short
+            return webhooks.Outcome(False, status, elapsed_ms(), data[:webhooks.EXCERPT_BYTES].decode("utf-8", "replace"),
+                                    error=f"timed out (10 s) while reading the {status} answer")
         if len(data) > READ_LIMIT:
             return webhooks.Outcome(False, status, elapsed_ms(), data[:webhooks.EXCERPT_BYTES].decode("utf-8", "replace"),
                                     error=f"answered {status} with a body over 64 KiB: not read")

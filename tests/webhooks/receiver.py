@@ -4,7 +4,7 @@ Every request is recorded (path, headers, body, arrival time). The path chooses 
 answer: `/ok` 200; `/status/500` that status; `/hang` sleeps 30 s before answering; `/big`
 answers 200 with 10 MB; `/redirect` 301 to http://127.0.0.1/private; `/retry-after/2` 429
 with `Retry-After: 2`; `/gone` 410; `/flaky/2` fails the first 2 requests with 500, then 200;
-`/slow/0.5` answers 200 after half a second.
+`/slow/0.5` answers 200 after half a second; `/drip` sends its headers, then one byte a second.
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "hang":
             receiver.stopping.wait(30)
             return self._answer(200, b"late")
+        if kind == "drip":  # headers at once, then a byte a second: never done within 10 s
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    if receiver.stopping.wait(1):
+                        break
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+            except OSError:
+                pass
+            return
         if kind == "slow":
             time.sleep(float(parts[1]))
             return self._answer(200, b"ok")

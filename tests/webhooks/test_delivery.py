@@ -285,3 +285,13 @@ def test_resend_and_the_test_event(app, application, endpoint_at, receiver, deli
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert ids[0] == ids[1]  # the same event again: receivers deduplicate by webhook-id
     assert verified(receiver.received[2], secret)["type"] == "webhook.test"
+
+
+def test_an_answer_dripping_a_byte_a_second_is_cut_off_at_10_seconds(app, application, endpoint_at, receiver,
+                                                                      deliver_all):
+    endpoint, _ = endpoint_at(receiver.url("/drip"))
+    emit(app, application)
+    deliver_all(rounds=1)
+    [attempt] = attempts(app, endpoint)
+    assert not attempt.succeeded and "timed out" in attempt.error
+    assert 9500 <= attempt.latency_ms <= 11500
