@@ -293,7 +293,9 @@ def create_app_command(owner, name, as_json):
 def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
     """Create an API key; prints it once."""
     from portal.domain import DomainError
+    from portal.api.key import api_key_json
     from portal.domain.applications import issue_api_key
+    from portal.domain.events import with_event
     from portal.models import Application
 
     app = _app()
@@ -304,7 +306,10 @@ def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
             _fail(f"no application with App ID {app_id}")
         expires = timedelta(days=expires_in_days) if expires_in_days else None
         try:
-            key, plaintext = issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires)
+            (key, plaintext), _ = with_event(
+                application, mode, "api_key.created",
+                lambda: issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires),
+                lambda issued: api_key_json(issued[0], application.app_id))
         except DomainError as exc:
             _fail(exc.message)
         _emit({"api_key": plaintext, "mode": key.mode, "scopes": key.scope_list}, as_json,
