@@ -266,14 +266,16 @@ class Worker:
         self._slot_freed = threading.Event()
 
     def _run_one(self, claimed: webhooks.Claimed) -> None:
+        # Each pool thread keeps its connection between attempts; one that failed is dropped.
         try:
             attempt(claimed)
         except UNAVAILABLE_ERRORS as exc:  # the lease runs out and the delivery is taken again
             log.warning("webhook %s not recorded, database unavailable: %s", claimed.event_id, first_line(exc))
+            release_connection()
         except Exception as exc:
             log.error("webhook %s attempt raised %s", claimed.event_id, where_raised(exc))
-        finally:
             release_connection()
+        finally:
             with self._lock:
                 self._in_flight -= 1
             self._slot_freed.set()
@@ -299,8 +301,6 @@ class Worker:
                     release_connection()
                     self.stopping.wait(2.0)
                     continue
-                finally:
-                    release_connection()
                 for item in claimed:
                     with self._lock:
                         self._in_flight += 1
@@ -313,6 +313,7 @@ class Worker:
                         self.stopping.wait(self.poll_seconds)
         finally:
             pool.shutdown(wait=True)
+            release_connection()
             log.info("webhook worker %s stopped", name)
 
 

@@ -384,8 +384,9 @@ def record_outcome(claimed: Claimed, outcome: Outcome, *, started_at: datetime,
             response_excerpt=outcome.excerpt, error=outcome.error[:500],
         )
         if outcome.succeeded:
-            WebhookEndpoint.update(failing_since=None).where(
-                (WebhookEndpoint.id == endpoint.id) & WebhookEndpoint.failing_since.is_null(False)).execute()
+            if endpoint.failing_since is not None:  # as it was when claimed
+                WebhookEndpoint.update(failing_since=None).where(
+                    (WebhookEndpoint.id == endpoint.id) & WebhookEndpoint.failing_since.is_null(False)).execute()
         else:
             WebhookEndpoint.update(failing_since=now).where(
                 (WebhookEndpoint.id == endpoint.id) & WebhookEndpoint.failing_since.is_null()).execute()
