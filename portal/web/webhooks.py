@@ -113,7 +113,8 @@ def send_test(app_id, endpoint_id):
     endpoint = _endpoint_or_404(application, endpoint_id)
     require(webhook_action(endpoint.mode))
     webhooks.send_test_event(endpoint, by=_me())
-    flash("Test event queued: it appears under Deliveries within a few seconds.", "success")
+    flash("Test event queued: it appears under Deliveries within a few seconds." if endpoint.enabled
+          else "Test event queued: it goes out when you enable the endpoint.", "success")
     return _after_change(application, endpoint)
 
 
