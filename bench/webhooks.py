@@ -201,7 +201,7 @@ def delay(calls: int) -> tuple[float, float]:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "portal.cli", "serve", "--port", str(port), "--workers", "2"],
+        server = subprocess.Popen([sys.executable, "-m", "portal.cli", "serve", "--init", "--port", str(port), "--workers", "2"],
                                   env=_env(data_dir, url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         try:
