@@ -338,7 +338,7 @@ def end_current_session() -> None:
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team
+    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team, webhooks
     from portal.web import request_log
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
@@ -434,7 +434,7 @@ def init_app(app) -> None:
         return response
 
     for blueprint in (auth.bp, home.bp, developer.bp, program.bp, team.bp, account.bp, audit_log.bp, docs.bp,
-                      sdk.bp, request_log.bp):
+                      sdk.bp, webhooks.bp, request_log.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -90,6 +90,17 @@ ROUTE_ROLES: dict[str, str] = {
     "program.create_reward": "admin",
     "program.update_reward": "admin",
     "program.delete_reward": "admin",
+    # webhooks: developers see them and manage test-mode ones; the views require admin for
+    # production endpoints (webhook_action)
+    "webhooks.new_endpoint": "developer",
+    "webhooks.create_endpoint": "developer",
+    "webhooks.endpoint": "developer",
+    "webhooks.send_test": "developer",
+    "webhooks.rotate_secret": "developer",
+    "webhooks.set_enabled": "developer",
+    "webhooks.delete_endpoint": "developer",
+    "webhooks.resend": "developer",
+    "webhooks.delivery": "developer",
 }
 
 
