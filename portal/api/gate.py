@@ -41,7 +41,7 @@ from portal import rate_limits
 from portal.api.errors import ApiError, request_id, secrets_unreadable
 from portal.config import current_settings
 from portal.credentials import MalformedApiKey, SecretUnreadable, hash_api_key, parse_api_key
-from portal.db import database
+from portal.db import database, sqlite_write_lock
 from portal.domain.guardrails import ip_allowed, rate_limit_of
 from portal.logs import get_logger
 from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
@@ -225,7 +225,7 @@ def _remember_nonce(application_id: int, nonce: str, now, key: ApiKey | None = N
     return cursor.rowcount == 1
 
 
-_nonce_lock = threading.Lock()
+_nonce_lock = sqlite_write_lock  # shared with the request log's flusher (portal.db)
 
 
 def _serialise_writes() -> bool:
@@ -291,6 +291,18 @@ def verify_request(method: str, path: str, query, body: bytes, headers, remote_a
     if key is None:
         raise _unauthorized("invalid_api_key", "Unknown API key.")
     g.gate_key = key  # a known key: its answer carries the RateLimit-* headers
+    try:
+        return _verify_with_key(key, ciphertexts, now, method, path, query, body, headers, remote_addr)
+    except ApiError as exc:
+        # The request log files the refusal under this key, and the message points there.
+        exc.key = key
+        exc.log_hint = True
+        raise
+
+
+def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path: str, query, body: bytes,
+                     headers, remote_addr: str | None = None) -> Caller:
+    """Checks 2 (revoked, expired) to 6 for a key that exists."""
     if key.revoked_at is not None:
         raise _unauthorized("revoked_api_key", "This API key has been revoked.")
     if key.expires_at is not None and key.expires_at <= now:
@@ -354,9 +366,12 @@ def verify_request(method: str, path: str, query, body: bytes, headers, remote_a
 def require_scope(caller: Caller, scope: str | None) -> None:
     """Check 7: the key must carry the endpoint's scope (None: any valid key)."""
     if scope is not None and scope not in caller.scopes:
-        raise ApiError(403, "insufficient_scope",
-                       f"This API key lacks the {scope} scope. Roll or create a key with it.",
-                       required_scope=scope)
+        error = ApiError(403, "insufficient_scope",
+                         f"This API key lacks the {scope} scope. Roll or create a key with it.",
+                         required_scope=scope)
+        error.key = caller.key
+        error.log_hint = True
+        raise error
 
 
 # -- guardrails (DESIGN.md §13) -----------------------------------------------------------
@@ -383,9 +398,11 @@ def check_rate_limit(caller: Caller) -> None:
     if window is None:
         window = g.rate_window = rate_limits.hit(rate_subject(caller.key), rate_limit_of(caller.key))
     if not window.allowed:
-        raise ApiError(429, "rate_limited",
-                       f"This API key may make {window.limit} requests a minute; retry in {window.reset} s.",
-                       headers=window.headers())
+        error = ApiError(429, "rate_limited",
+                         f"This API key may make {window.limit} requests a minute; retry in {window.reset} s.",
+                         headers=window.headers())
+        error.key = caller.key  # the request log files the refusal under this key
+        raise error
 
 
 def rate_limit_headers(response):

@@ -149,12 +149,14 @@ def update_guardrails(key: ApiKey, *, allowed_ips: str, rate_limit: int | None, 
 
 
 def key_metadata(key: ApiKey) -> dict:
-    """The key as events describe it (never the key itself)."""
+    """The key as webhook events describe it (the shape of portal.api.key.api_key_json,
+    plus where it was found when exposed); never the key itself."""
     from portal.models import isoformat
 
-    return {"object": "api_key", "id": f"key_{key.id}", "name": key.name, "mode": key.mode,
-            "masked": key.masked, "scopes": key.scope_list,
-            "expires_at": isoformat(key.expires_at) if key.expires_at else None,
+    return {"object": "api_key", "id": key.masked, "app_id": key.application.app_id, "mode": key.mode,
+            "name": key.name, "scopes": key.scope_list, "created_at": isoformat(key.created_at),
+            "expires_at": isoformat(key.expires_at), "revoked_at": isoformat(key.revoked_at),
+            "replaces": key.rolled_from.masked if key.rolled_from_id else None,
             "exposed_source": key.exposed_source}
 
 
