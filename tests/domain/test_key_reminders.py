@@ -44,7 +44,7 @@ def test_a_key_expiring_within_7_days_is_reminded_once(app):
         assert send_expiry_reminders() == 1
         assert send_expiry_reminders() == 0  # once
         events = _events("api_key.expiring")
-        assert len(events) == 1 and events[0]["data"]["masked"] == key.masked
+        assert len(events) == 1 and events[0]["data"]["id"] == key.masked
         assert ApiKey.get_by_id(key.id).expiry_reminded_at is not None
 
 
