@@ -254,6 +254,23 @@ def deliver_due(limit: int = 100) -> int:
     return len(claimed)
 
 
+REMINDERS_SECONDS = 600  # how often the worker looks for keys to remind of their expiry
+
+
+def _send_expiry_reminders() -> None:
+    """api_key.expiring and the reminder emails, once per key (portal.domain.guardrails);
+    on a pool thread, so a slow mail server never holds up deliveries."""
+    from portal.domain.guardrails import send_expiry_reminders
+
+    try:
+        count = send_expiry_reminders()
+        if count:
+            log.info("reminded %d API key(s) of their expiry", count)
+    except Exception as exc:  # the next round tries again
+        log.warning("expiry reminders failed: %s", where_raised(exc))
+        release_connection()
+
+
 class Worker:
     """The delivery loop of one process: a pool of THREADS attempts in flight."""
 
@@ -283,7 +300,7 @@ class Worker:
     def run(self) -> None:
         """Deliver until `stopping` is set; in-flight attempts finish first."""
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="webhook")
-        next_beat = 0.0
+        next_beat = next_reminders = 0.0
         name = webhooks.worker_name()
         hold_sqlite_file_open()  # connections come and go per attempt; the WAL stays in place
         log.info("webhook worker %s started", name)
@@ -293,6 +310,9 @@ class Worker:
                     if time.monotonic() >= next_beat:
                         webhooks.beat(name)
                         next_beat = time.monotonic() + HEARTBEAT_SECONDS
+                    if time.monotonic() >= next_reminders:  # keys expiring within 7 days (#13)
+                        next_reminders = time.monotonic() + REMINDERS_SECONDS
+                        pool.submit(_send_expiry_reminders)
                     with self._lock:
                         free = self.threads - self._in_flight
                     claimed = webhooks.claim_due(free) if free > 0 else []

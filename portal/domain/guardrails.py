@@ -9,7 +9,8 @@ expiry reminders.
 - `update_guardrails` changes a key's allowed IPs and limit later, with an audit entry.
 - `revoke_exposed` revokes keys someone reported as leaked (POST /v1/keys/revoke-exposed).
 - `send_expiry_reminders` is the periodic job behind `api_key.expiring` and the reminder
-  email (`loyalty-portal remind-expiring`, e.g. from cron every hour).
+  email: the webhook delivery worker runs it every 10 minutes (portal.webhooks_worker), and
+  `loyalty-portal remind-expiring` once (cron, where no worker runs).
 """
 
 from __future__ import annotations

@@ -86,3 +86,31 @@ def test_owners_and_admins_get_an_email_when_mail_is_configured(tmp_path):
     finally:
         controller.stop()
         db.close_all()
+
+
+@pytest.mark.sqlite_only  # the worker's schedule; the reminder's SQL is covered on both engines above
+def test_the_servers_delivery_worker_sends_the_reminders(tmp_path):
+    import time
+
+    from tests.conftest import LiveServer
+
+    server = LiveServer(tmp_path)
+    assert server.cli("migrate", "--init").returncode == 0  # the database, before the server starts
+    demo = server.demo()
+    made = server.cli("create-key", "--app", demo["app_id"], "--mode", "test", "--scope", "card_read",
+                      "--name", "Expiring", "--expires-in-days", "3", "--json")
+    assert made.returncode == 0, made.stderr
+    server.start()
+    try:
+        reader = create_app({"DATA_DIR": str(tmp_path)})
+        deadline = time.monotonic() + 20
+        with reader.app_context():
+            while time.monotonic() < deadline:
+                key = ApiKey.get(ApiKey.name == "Expiring")
+                if key.expiry_reminded_at is not None:
+                    break
+                time.sleep(0.2)
+            assert key.expiry_reminded_at is not None, server.log_text[-2000:]
+    finally:
+        server.stop()
+        db.close_all()
