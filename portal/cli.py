@@ -545,8 +545,9 @@ def remind_expiring():
     """Send the reminders for API keys that expire within 7 days (once per key).
 
     Each such key gets one api_key.expiring event, and the partner's owners and admins an
-    email when LOYALTY_SMTP_URL is set. Run it periodically, e.g. hourly from cron; running
-    it twice, or on several machines at once, reminds each key once.
+    email when LOYALTY_SMTP_URL is set. The delivery worker does this every 10 minutes; run
+    it from cron where no worker runs. Running it twice, or on several machines at once,
+    reminds each key once.
     """
     from portal.domain.guardrails import send_expiry_reminders
 
