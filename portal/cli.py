@@ -184,6 +184,30 @@ def create_user(email, business, password_stdin, as_json):
               [f"Created {user.email} for {user.partner.name}."])
 
 
+@main.command("create-operator")
+@click.option("--email", required=True, help="Log-in email of the operator.")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+def create_operator_command(email, password_stdin):
+    """Create an operator: someone who runs the platform, not a partner.
+
+    Operators log in at /login and use the Operator area (/admin): the partners, approving
+    sign-ups (LOYALTY_SIGNUP=approval), suspending and reactivating partners, each
+    partner's audit log. They never see App Secrets or keys.
+    """
+    from portal.domain import DomainError
+    from portal.domain.operators import create_operator
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        try:
+            user = create_operator(email, password)
+        except DomainError as exc:
+            _fail(exc.message)
+    click.echo(f"Created operator {user.email}: log in at /login and open Operator.")
+
+
 @main.command()
 @click.argument("email")
 def invite(email):
@@ -241,8 +265,8 @@ def create_app_command(owner, name, as_json):
     _run_migrations(app)
     with app.app_context():
         user = User.get_or_none(User.email == owner.strip().lower())
-        if user is None:
-            _fail(f"no user with email {owner}")
+        if user is None or user.is_operator:
+            _fail(f"no partner user with email {owner}")
         try:
             application, secret = create_application(user.partner, name, by=user)
         except DomainError as exc:

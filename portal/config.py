@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 from dotenv import load_dotenv
 
-SIGNUP_MODES = ("open", "invite")
+SIGNUP_MODES = ("open", "invite", "approval")  # approval: an operator approves each new partner
 PASSWORD_HASHING = ("argon2", "fast")
 
 
@@ -120,7 +120,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
 
     signup = (get("SIGNUP", "open") or "open").lower()
     if signup not in SIGNUP_MODES:
-        raise ConfigError("LOYALTY_SIGNUP must be 'open' or 'invite'")
+        raise ConfigError("LOYALTY_SIGNUP must be 'open', 'invite' or 'approval'")
 
     raw_proxies = str(get("TRUSTED_PROXIES", "0") or "0").strip()
     if not raw_proxies.isdigit() or int(raw_proxies) > 10:

@@ -100,9 +100,12 @@ def create_partner_account(business_name: str, email: str, password: str, *, via
         if invite is None:
             raise Invalid("Sign-up is by invitation on this platform; ask the operator to invite this email.", field="email")
     password_hash = passwords().hash(password)
+    # LOYALTY_SIGNUP=approval: a partner who signs up waits for an operator (DESIGN.md §14);
+    # one made from the command line is the operator's own doing and starts active.
+    status = "pending" if settings.signup == "approval" and via == "signup" else "active"
     try:
         with database.atomic():
-            partner = Partner.create(name=business_name)
+            partner = Partner.create(name=business_name, status=status)
             user = User.create(partner=partner, email=email, password_hash=password_hash, role="owner")
             if invite is not None:
                 Invite.update(used_at=utcnow()).where(Invite.id == invite.id).execute()
