@@ -265,8 +265,10 @@ def create_app_command(owner, name, as_json):
     _run_migrations(app)
     with app.app_context():
         user = User.get_or_none(User.email == owner.strip().lower())
-        if user is None or user.is_operator:
-            _fail(f"no partner user with email {owner}")
+        if user is None:
+            _fail(f"no user with email {owner}")
+        if user.is_operator:
+            _fail(f"{user.email} is an operator, not a partner's user")
         try:
             application, secret = create_application(user.partner, name, by=user)
         except DomainError as exc:
