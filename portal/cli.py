@@ -94,8 +94,16 @@ def serve(host, port, workers, threads):
     """
     from gunicorn.app.base import BaseApplication
 
-    from portal import db
+    from portal import db, metrics
+    from portal.config import load_settings
 
+    try:
+        # Before the app loads prometheus_client: every worker counts into this folder.
+        metrics.prepare_multiprocess_dir(load_settings().data_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        _fail(f"cannot prepare the metrics folder in the data dir: {exc.strerror or exc}")
     app = _app()
     applied = _run_migrations(app)
     if applied:
@@ -116,6 +124,8 @@ def serve(host, port, workers, threads):
             # would take it over and delete it on exit. Nothing here uses it.
             self.cfg.set("control_socket_disable", True)
             self.cfg.set("graceful_timeout", 10)
+            # A dead worker's files in the metrics folder stop counting as live.
+            self.cfg.set("child_exit", lambda server, worker: metrics.mark_process_dead(worker.pid))
 
         def load(self):
             return app

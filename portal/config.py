@@ -41,6 +41,7 @@ class Settings:
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
     public_url: str | None = None  # where partners reach the portal; the base of emailed links
+    metrics_token: str | None = None  # GET /metrics needs `Authorization: Bearer` this (unset: loopback only)
     extra: dict = field(default_factory=dict)
 
 
@@ -159,6 +160,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
         public_url=public_url,
+        metrics_token=(get("METRICS_TOKEN") or "").strip() or None,
         extra=overrides,
     )
 

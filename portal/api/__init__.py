@@ -108,6 +108,7 @@ from werkzeug.exceptions import HTTPException
 
 from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
+from portal import metrics
 from portal.logs import get_logger
 from portal.signing import NotUtf8, decode_wsgi_path
 
@@ -172,9 +173,12 @@ def _finish_request(response: Response) -> Response:
     """`X-Request-Id` on every response; one log line per API request."""
     response.headers.setdefault(REQUEST_ID_HEADER, request_id())
     if _is_api_path(request.path):
-        elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
+        elapsed = time.perf_counter() - g.get("api_started", time.perf_counter())
         log.info("api %s %s %s %s %.1fms key=%s", request_id(), request.method, request.path,
-                 response.status_code, elapsed_ms, g.get("api_key_masked") or _masked_header_key())
+                 response.status_code, elapsed * 1000, g.get("api_key_masked") or _masked_header_key())
+        rule = request.url_rule
+        metrics.observe_api_request(rule.rule if rule is not None else "unmatched", request.method,
+                                    response.status_code, metrics.error_code_of(response), elapsed)
     return response
 
 

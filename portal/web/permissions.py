@@ -30,6 +30,7 @@ ROUTE_ROLES: dict[str, str] = {
     "static": PUBLIC,
     "htmx_static": PUBLIC,
     "healthz": PUBLIC,
+    "metrics": PUBLIC,  # checks its own token, or loopback (portal.metrics)
     "auth.signup": PUBLIC,
     "auth.login": PUBLIC,
     "auth.two_factor": PUBLIC,  # only after a correct password (a marker in the session)
