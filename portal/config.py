@@ -79,6 +79,17 @@ def _generated_once(data_dir: Path, name: str, make) -> str:
     return value
 
 
+GENERATED_FILES = ("secret_key", "encryption_key", "key_pepper")  # made once into the data dir
+
+
+def where_data_lives() -> tuple[Path, str]:
+    """The data dir and database URL the settings would use, found without creating or
+    generating anything (for `loyalty-portal restore`, which needs an empty data dir)."""
+    load_dotenv(Path.cwd() / ".env", override=False)
+    data_dir = Path(os.environ.get("LOYALTY_DATA_DIR", "./instance")).expanduser().resolve()
+    return data_dir, os.environ.get("LOYALTY_DATABASE_URL") or f"sqlite:///{data_dir / 'loyalty.db'}"
+
+
 def load_settings(overrides: dict | None = None) -> Settings:
     """Build the settings from env vars, `.env` and `overrides` (tests pass a dict)."""
     load_dotenv(Path.cwd() / ".env", override=False)
