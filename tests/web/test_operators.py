@@ -10,7 +10,7 @@ from portal_helpers import PASSWORD, PortalClient, make_org
 
 from portal import create_app, db
 from portal.cli import main
-from portal.domain.operators import create_operator
+from portal.domain.operators import change_partner_status, create_operator
 from portal.models import AuditEvent, Partner, User
 from tests.api.helpers import Credentials, SignedClient, error_of
 
@@ -260,3 +260,54 @@ def test_partners_made_from_the_command_line_start_active_under_approval(approva
     with approval_app.app_context():
         user = create_partner_account("Shop", "cli@shop.example", PASSWORD, via="cli")
         assert user.partner.status == "active"
+
+
+def test_a_suspension_in_the_middle_of_a_burst_refuses_every_later_call_on_every_process(tmp_path):
+    """Two server processes answer a burst of signed calls; the operator's suspension
+    commits half-way. Every call sent after that commit answers 403 account_disabled."""
+    import threading
+    import time
+
+    import requests
+
+    from tests.api.helpers import SignedAuth
+    from tests.conftest import LiveServer
+
+    server = LiveServer(tmp_path, workers=2).start()
+    try:
+        demo = server.demo()
+        made = server.cli("create-operator", "--email", OPERATOR_EMAIL, "--password-stdin", stdin=PASSWORD + "\n")
+        assert made.returncode == 0, made.stderr
+        auth = SignedAuth(demo["app_id"], demo["app_secret"], demo["test_key"])
+        suspended_at = []
+        results: list[tuple[float, int, str]] = []
+        lock = threading.Lock()
+
+        def burst():
+            for _ in range(40):
+                sent = time.monotonic()
+                response = requests.get(server.url + "/v1/key", auth=auth, timeout=10)
+                code = response.json().get("error", {}).get("code", "") if response.status_code != 200 else ""
+                with lock:
+                    results.append((sent, response.status_code, code))
+
+        threads = [threading.Thread(target=burst) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        app = create_app({"DATA_DIR": str(tmp_path), "PASSWORD_HASHING": "fast"})
+        with app.app_context():
+            operator = User.get(User.email == OPERATOR_EMAIL)
+            partner_id = User.get(User.email == demo["email"]).partner_id
+            change_partner_status(partner_id, "suspend", by=operator)
+            suspended_at.append(time.monotonic())
+        db.close_all()
+        for thread in threads:
+            thread.join()
+        before = [r for r in results if r[0] < suspended_at[0]]
+        after = [r for r in results if r[0] > suspended_at[0]]
+        assert before and after, (len(before), len(after))
+        assert all(status == 200 for _, status, _ in before[:5])
+        assert all(status == 403 and code == "account_disabled" for _, status, code in after), after
+    finally:
+        server.stop()
