@@ -42,6 +42,7 @@ MANIFEST_MEMBER = "manifest.json"
 KEY_ENV = {"secret_key": "LOYALTY_SECRET_KEY", "encryption_key": "LOYALTY_ENCRYPTION_KEY",
            "key_pepper": "LOYALTY_KEY_PEPPER"}
 PROGRESS_AFTER = 1.0  # seconds: a copy taking longer shows a progress line
+PROGRESS_EVERY = 0.5  # seconds between progress lines
 
 
 class BackupError(Exception):
@@ -85,7 +86,7 @@ def copy_sqlite(source: Path, target: Path, progress: Callable[[str], None] | No
 
         def report():
             started = time.monotonic()
-            while not done.wait(0.5):
+            while not done.wait(PROGRESS_EVERY):
                 elapsed = time.monotonic() - started
                 if progress is not None and elapsed >= PROGRESS_AFTER:
                     copied = target.stat().st_size if target.exists() else 0

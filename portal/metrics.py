@@ -144,7 +144,16 @@ class _WebhookCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        outcomes, pending = webhook_delivery_figures()
+        from portal.db import UNAVAILABLE_ERRORS, release_connection
+
+        try:
+            outcomes, pending = webhook_delivery_figures()
+        except UNAVAILABLE_ERRORS as exc:
+            # The API's counters are worth having while the database is away: leave these out.
+            log.warning("metrics: webhook figures left out, the database does not answer (%s)",
+                        exc.__class__.__name__)
+            release_connection()
+            return
         done = CounterMetricFamily("loyalty_webhook_deliveries", "Webhook deliveries that ended, by outcome.",
                                    labels=("outcome",))
         for outcome in ("succeeded", "failed"):

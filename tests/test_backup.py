@@ -165,3 +165,21 @@ def test_backup_on_postgresql_says_to_use_pg_dump_and_keeps_the_keys(tmp_path, p
         assert "loyalty.db" not in names and "keys/encryption_key" in names
     finally:
         postgres_databases.release(url)
+
+
+def test_a_long_copy_reports_its_progress(tmp_path, monkeypatch):
+    from portal import backup
+
+    source = tmp_path / "big.db"
+    with closing(sqlite3.connect(source)) as conn:
+        conn.execute("CREATE TABLE filler (data BLOB)")
+        conn.executemany("INSERT INTO filler VALUES (randomblob(4096))", [()] * 20_000)
+        conn.commit()
+    monkeypatch.setattr(backup, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(backup, "PROGRESS_EVERY", 0.001)
+    lines = []
+    copied = backup.copy_sqlite(source, tmp_path / "copy.db", lines.append)
+    assert copied >= 80_000_000
+    assert lines and all(line.startswith("copying the database: ") and " MB" in line for line in lines)
+    with closing(sqlite3.connect(tmp_path / "copy.db")) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM filler").fetchone()[0] == 20_000

@@ -345,7 +345,8 @@ def init_app(app) -> None:
         # A portal page needs the database (the user, the partner's data): connect up front,
         # so a database that is away answers the portal's 503 page, not half a page.
         # The SDK wheel needs no database: pip installs keep working while it is away.
-        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "sdk.wheel"):
+        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "sdk.wheel",
+                                                               "metrics"):
             database.connect(reuse_if_open=True)
 
     @app.before_request
