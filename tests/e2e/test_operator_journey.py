@@ -87,9 +87,6 @@ def test_operator_approves_suspends_and_reactivates_a_partner(browser, approval_
     assert call().status_code == 200
     partner.reload()
     expect(partner.get_by_role("heading", name="Welcome")).to_be_visible()
-    operator.set_viewport_size({"width": 390, "height": 844})  # the console at phone width
-    operator.screenshot(path=str(server.data_dir / "operator-phone.png"), full_page=True)
-    operator.set_viewport_size({"width": 1280, "height": 900})
 
     operator.get_by_role("button", name="Suspend partner").click()
     expect(operator.get_by_role("status")).to_contain_text(f"{business} is suspended")
