@@ -8,8 +8,8 @@ Series:
   with no route), HTTP status and error code (empty on success);
 - `loyalty_api_request_duration_seconds{route, method}` — a latency histogram of the same;
 - `loyalty_webhook_deliveries_total{outcome}` and `loyalty_webhook_deliveries_pending` —
-  read from the deliveries table when the scrape comes (so the delivery worker, a process
-  of its own, is counted too); 0 while this build has no webhook tables.
+  counted in the deliveries table when the scrape comes (so the delivery worker, a process
+  of its own, is counted too, on every instance alike).
 
 Several processes: `loyalty-portal serve` points PROMETHEUS_MULTIPROC_DIR at a private
 folder of the data dir (emptied at each start) before anything imports prometheus_client;
@@ -128,13 +128,14 @@ def error_code_of(response: Response) -> str:
 
 
 def webhook_delivery_figures() -> tuple[dict[str, int], int]:
-    """Deliveries by outcome (succeeded, failed) and how many are pending, from the
-    webhook tables (issue 12); ({}, 0) while this build has none."""
-    from portal.db import database
+    """Deliveries by outcome (succeeded, failed) and how many are pending, counted in the
+    deliveries table (portal.models.webhooks), one grouped query per scrape."""
+    import peewee
 
-    if "webhook_delivery" not in database.get_tables():
-        return {}, 0
-    rows = database.execute_sql('SELECT status, COUNT(*) FROM "webhook_delivery" GROUP BY status').fetchall()
+    from portal.models import WebhookDelivery
+
+    rows = (WebhookDelivery.select(WebhookDelivery.status, peewee.fn.COUNT(WebhookDelivery.id))
+            .group_by(WebhookDelivery.status).tuples())
     counts = {str(status): int(n) for status, n in rows}
     pending = counts.pop("pending", 0)
     return counts, pending

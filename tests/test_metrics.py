@@ -115,3 +115,23 @@ def test_without_a_token_only_loopback_callers_get_metrics(app):
     assert total(here.get_data(as_text=True), "loyalty_api_requests_total", route="/v1/key") >= 1
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
     assert client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403
+
+
+def test_webhook_deliveries_are_counted_by_outcome_and_pending(app):
+    from portal.domain.applications import create_application
+    from portal.models import Partner, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+    with app.app_context():
+        partner = Partner.create(name="Shop")
+        application, _ = create_application(partner, "Till")
+        endpoint = WebhookEndpoint.create(public_id="we_1", application=application, mode="test",
+                                          url="https://example.com/hook", secret_ciphertext="x")
+        event = WebhookEvent.create(public_id="evt_1", application=application, mode="test", type="member.created",
+                                    body="{}")
+        for status, n in (("pending", 3), ("succeeded", 2), ("failed", 1)):
+            for _ in range(n):
+                WebhookDelivery.create(event=event, endpoint=endpoint, status=status)
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert total(text, "loyalty_webhook_deliveries_pending") == 3
+    assert total(text, "loyalty_webhook_deliveries_total", outcome="succeeded") == 2
+    assert total(text, "loyalty_webhook_deliveries_total", outcome="failed") == 1
