@@ -91,6 +91,7 @@ def serve(host, port, workers, threads):
     """Run the portal and API under gunicorn (a production WSGI server).
 
     Creates or upgrades the database first, so a fresh machine needs nothing else.
+    The workers' counts for GET /metrics live in <data dir>/metrics, emptied at start.
     """
     from gunicorn.app.base import BaseApplication
 
