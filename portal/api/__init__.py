@@ -106,9 +106,9 @@ import time
 from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from portal import metrics
 from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
-from portal import metrics
 from portal.logs import get_logger
 from portal.signing import NotUtf8, decode_wsgi_path
 

@@ -3,9 +3,10 @@
 `ROUTE_ROLES` is the one table: an endpoint is `PUBLIC` (no log-in), `SIGNED_IN` (any
 signed-in user, operators too: logging out, one's own account, the guide), `OPERATOR`
 (the platform's operators only, the /admin area), or the least partner role
-(portal.domain.roles) a signed-in user needs — which an operator never has. A route missing from the table is refused
-for everyone (tests/web/test_permissions.py fails first, so a new route cannot be added
-without its rule). Where the rule depends on what is submitted (a test key is a
+(portal.domain.roles) a signed-in user needs — which an operator never has. A partner
+waiting for approval gets the "Waiting for approval" page on every partner route. A
+route missing from the table is refused for everyone (tests/web/test_permissions.py fails
+first, so a new route cannot be added without its rule). Where the rule depends on what is submitted (a test key is a
 developer's, a production key an admin's), the view adds `require(action)` for it.
 
 A forbidden action answers 403 with a page that says which role it needs; the pages only
