@@ -3,7 +3,6 @@ changes that happen once from the state seen, and their audit entries."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from portal.domain import Conflict, Invalid, NotFound
