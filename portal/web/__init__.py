@@ -36,6 +36,7 @@ from htmx_flask import Htmx
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from portal.config import current_settings
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
 from portal.inputs import unstorable
@@ -450,6 +451,7 @@ def init_app(app) -> None:
             "htmx_config": HTMX_CONFIG,
             "is_htmx": is_htmx,
             "can": permissions.allowed,
+            "signup_mode": current_settings().signup,
         }
 
     @app.template_filter("when")

@@ -215,7 +215,7 @@ def approval_app(tmp_path, database_url):
 def test_a_new_partner_waits_for_approval_and_its_keys_work_only_after(approval_app):
     app = approval_app
     partner = PortalClient(app.test_client())
-    partner.get("/signup")
+    assert "an operator approves each new partner" in partner.get("/signup").get_data(as_text=True)
     response = partner.post("/signup", {"business_name": "Waiting Bakery", "email": "new@bakery.example",
                                         "password": PASSWORD})
     assert response.status_code == 303
