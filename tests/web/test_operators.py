@@ -223,6 +223,10 @@ def test_a_new_partner_waits_for_approval_and_its_keys_work_only_after(approval_
     assert home.status_code == 200 and "Waiting for approval" in home.get_data(as_text=True)
     waiting = partner.get("/developer")
     assert "Waiting for approval" in waiting.get_data(as_text=True)
+    # logging in again leads to the same page (a pending partner is not a suspended one)
+    again = PortalClient(app.test_client())
+    again.login("new@bakery.example")
+    assert "Waiting for approval" in again.get("/").get_data(as_text=True)
     assert partner.post("/developer/apps", {"name": "Early"}).status_code == 403
 
     with app.app_context():
