@@ -98,13 +98,16 @@ def _search_condition(search: str):
     return (peewee.fn.LOWER(Partner.name) ** pattern) | Partner.id.in_(by_email)
 
 
-def partner_rows(search: str = "", *, partner_ids: list[int] | None = None) -> list[PartnerRow]:
+def partner_rows(search: str = "", *, status: str = "", partner_ids: list[int] | None = None) -> list[PartnerRow]:
     """Partners, newest first, whose business name or a user's email contains `search`
-    (case-insensitive); at most PARTNERS_SHOWN."""
+    (case-insensitive), of one `status` when given (a key of STATUS_LABELS); at most
+    PARTNERS_SHOWN."""
     search = " ".join((search or "").split())[:SEARCH_MAX]
     query = Partner.select().order_by(Partner.created_at.desc(), Partner.id.desc()).limit(PARTNERS_SHOWN)
     if search:
         query = query.where(_search_condition(search))
+    if status in STATUS_LABELS:
+        query = query.where(Partner.status == status)
     if partner_ids is not None:
         query = query.where(Partner.id.in_(partner_ids))
     partners = list(query)
@@ -128,6 +131,11 @@ def partner_rows(search: str = "", *, partner_ids: list[int] | None = None) -> l
                        status=p.status, applications=apps.get(p.id, 0), active_keys=keys.get(p.id, 0),
                        requests_7d=None if requests is None else requests.get(p.id, 0))
             for p in partners]
+
+
+def waiting_count() -> int:
+    """How many partners wait for an operator's approval."""
+    return Partner.select().where(Partner.status == "pending").count()
 
 
 def partner_overview(partner_id) -> tuple[PartnerRow, list[User], list[Application]]:

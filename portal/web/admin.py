@@ -22,6 +22,7 @@ from portal.domain.operators import (
     partner_audit_events,
     partner_overview,
     partner_rows,
+    waiting_count,
 )
 from portal.web import is_htmx, render_partial, see_other
 
@@ -37,9 +38,13 @@ CONFIRM = {
 
 @bp.get("/")
 def index():
-    """The partners, newest first, with a search by business name or user email."""
+    """The partners, newest first, with a search by business name or user email and a
+    status filter."""
     search = request.args.get("q", "")[:SEARCH_MAX]
-    context = {"rows": partner_rows(search), "search": search}
+    status = request.args.get("status", "")
+    status = status if status in STATUS_LABELS else ""
+    context = {"rows": partner_rows(search, status=status), "search": search, "status": status,
+               "status_labels": STATUS_LABELS, "waiting": waiting_count()}
     if is_htmx():
         return render_partial("admin/_partners.html", **context)
     return render_template("admin/index.html", **context)

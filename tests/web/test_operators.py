@@ -85,6 +85,8 @@ def test_the_partners_table_shows_the_columns_and_searches(app, operator):
     assert "Corner Bakery" in swapped and "Rival Roasters" not in swapped and "<html" not in swapped
     nothing = operator.get("/admin/?q=nobody%25here").get_data(as_text=True)
     assert "No partner matches" in nothing
+    assert "No partner matches" in operator.get("/admin/?status=suspended").get_data(as_text=True)
+    assert "Rival Roasters" in operator.get("/admin/?status=active&q=rival").get_data(as_text=True)
     assert org.app_secret not in page and org.key_plaintext not in page
 
 
@@ -245,7 +247,8 @@ def test_a_new_partner_waits_for_approval_and_its_keys_work_only_after(approval_
     operator = PortalClient(app.test_client())
     operator.login(OPERATOR_EMAIL)
     listed = operator.get("/admin/").get_data(as_text=True)
-    assert "Waiting Bakery" in listed and "Waiting for approval" in listed
+    assert "Waiting Bakery" in listed and "1 partner waiting for approval" in listed
+    assert "Waiting Bakery" in operator.get("/admin/?status=pending", htmx=True).get_data(as_text=True)
     page = operator.get(f"/admin/partners/{user.partner_id}").get_data(as_text=True)
     assert ">Approve<" in page
     approved = operator.post(f"/admin/partners/{user.partner_id}/approve", {"confirmed": "1"}, htmx=True)
