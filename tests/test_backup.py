@@ -163,6 +163,12 @@ def test_backup_on_postgresql_says_to_use_pg_dump_and_keeps_the_keys(tmp_path, p
         with tarfile.open(path) as opened:
             names = set(opened.getnames())
         assert "loyalty.db" not in names and "keys/encryption_key" in names
+        fresh = tmp_path / "fresh"
+        restored = run_cli(fresh, "restore", str(path), env={"LOYALTY_DATABASE_URL": url})
+        assert restored.returncode == 0, restored.stderr
+        assert "pg_restore" in restored.stderr
+        assert (fresh / "encryption_key").read_bytes() == (data / "encryption_key").read_bytes()
+        assert not (fresh / "loyalty.db").exists()
     finally:
         postgres_databases.release(url)
 
