@@ -40,8 +40,8 @@ class Settings:
     secure_cookies: bool = False  # session cookies only over HTTPS
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
-    public_url: str | None = None  # where partners reach the portal; the base of emailed links
     metrics_token: str | None = None  # GET /metrics needs `Authorization: Bearer` this (unset: loopback only)
+    public_url: str | None = None  # where partners reach the portal; the base of emailed links
     extra: dict = field(default_factory=dict)
 
 
@@ -170,8 +170,8 @@ def load_settings(overrides: dict | None = None) -> Settings:
         secure_cookies=raw_secure in ("1", "true", "yes"),
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
-        public_url=public_url,
         metrics_token=(get("METRICS_TOKEN") or "").strip() or None,
+        public_url=public_url,
         extra=overrides,
     )
 

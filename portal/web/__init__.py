@@ -4,13 +4,15 @@ One module per sidebar area: `auth` (sign-up, log-in, the two-factor step, forgo
 passwords, joining a team), `home`, `developer` (applications, secrets, keys), `program`
 (cards, rewards, referral rule), `team` (teammates, invites, roles), `account` (password,
 two-factor, sessions), `audit` (the audit log), `sdk` (the SDK's page, README and wheel,
-for anyone), `docs` (the guide and the API reference), `admin` (the operator console). This module holds what they share:
+for anyone), `docs` (the guide and the API reference). This module holds what they share:
 log-in sessions (flask-login on top of server-side session rows, portal.domain.sessions), CSRF
 protection for every state-changing request, one check that every form field and address
 is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page
 from the same templates, flash messages out of band), every HTML error page (without
 stack traces), and the security headers every page carries. The /v1 API has its own
 authentication and owns its JSON errors (portal.api); this module stays out of its way.
+
+`admin` is the operator console (DESIGN.md §14): the platform's operators, not partners.
 """
 
 from __future__ import annotations
@@ -334,7 +336,8 @@ def end_current_session() -> None:
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import account, admin, audit_log, auth, developer, docs, home, permissions, program, sdk, team
+    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team
+    from portal.web import admin
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
@@ -410,8 +413,9 @@ def init_app(app) -> None:
         return response
 
     for blueprint in (auth.bp, home.bp, developer.bp, program.bp, team.bp, account.bp, audit_log.bp, docs.bp,
-                      sdk.bp, admin.bp):
+                      sdk.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(admin.bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -80,6 +80,12 @@ ROUTE_ROLES: dict[str, str] = {
     "team.remove": "admin",
     "audit.index": "admin",
     "audit.download": "admin",
+    # the operator console (DESIGN.md §14): operators only, never a partner of any role
+    "admin.index": OPERATOR,
+    "admin.partner": OPERATOR,
+    "admin.approve": OPERATOR,
+    "admin.suspend": OPERATOR,
+    "admin.reactivate": OPERATOR,
     # the program
     "program.index": "admin",
     "program.save_settings": "admin",
@@ -89,12 +95,6 @@ ROUTE_ROLES: dict[str, str] = {
     "program.create_reward": "admin",
     "program.update_reward": "admin",
     "program.delete_reward": "admin",
-    # the operator console (DESIGN.md §14): operators only, never a partner of any role
-    "admin.index": OPERATOR,
-    "admin.partner": OPERATOR,
-    "admin.approve": OPERATOR,
-    "admin.suspend": OPERATOR,
-    "admin.reactivate": OPERATOR,
 }
 
 
