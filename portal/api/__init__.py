@@ -173,12 +173,12 @@ def _finish_request(response: Response) -> Response:
     """`X-Request-Id` on every response; one log line per API request."""
     response.headers.setdefault(REQUEST_ID_HEADER, request_id())
     if _is_api_path(request.path):
-        elapsed = time.perf_counter() - g.get("api_started", time.perf_counter())
+        elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
         log.info("api %s %s %s %s %.1fms key=%s", request_id(), request.method, request.path,
-                 response.status_code, elapsed * 1000, g.get("api_key_masked") or _masked_header_key())
+                 response.status_code, elapsed_ms, g.get("api_key_masked") or _masked_header_key())
         rule = request.url_rule
         metrics.observe_api_request(rule.rule if rule is not None else "unmatched", request.method,
-                                    response.status_code, metrics.error_code_of(response), elapsed)
+                                    response.status_code, metrics.error_code_of(response), elapsed_ms / 1000)
     return response
 
 
