@@ -337,7 +337,6 @@ def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
     from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team
-    from portal.web import admin
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
@@ -415,6 +414,8 @@ def init_app(app) -> None:
     for blueprint in (auth.bp, home.bp, developer.bp, program.bp, team.bp, account.bp, audit_log.bp, docs.bp,
                       sdk.bp):
         app.register_blueprint(blueprint)
+    from portal.web import admin  # the operator console: operators, not partners
+
     app.register_blueprint(admin.bp)
 
     @app.errorhandler(HTTPException)
