@@ -117,7 +117,7 @@ def test_a_backup_under_write_load_restores_consistent_with_working_keys(tmp_pat
 @pytest.fixture
 def archive(tmp_path):
     source = tmp_path / "source"
-    assert run_cli(source, "demo").returncode == 0
+    assert run_cli(source, "demo", "--init").returncode == 0
     path = tmp_path / "b.tar.gz"
     result = run_cli(source, "backup", str(path))
     assert result.returncode == 0, result.stderr
@@ -157,6 +157,8 @@ def test_backup_on_postgresql_says_to_use_pg_dump_and_keeps_the_keys(tmp_path, p
     try:
         data = tmp_path / "pg"
         path = tmp_path / "pg.tar.gz"
+        made = run_cli(data, "migrate", "--init", env={"LOYALTY_DATABASE_URL": url})
+        assert made.returncode == 0, made.stderr
         result = run_cli(data, "backup", str(path), env={"LOYALTY_DATABASE_URL": url})
         assert result.returncode == 0, result.stderr
         assert "pg_dump" in result.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 from flask import request
 from flask_login import current_user
 
+from portal.domain.accounts import SUSPENDED, is_suspended
 from portal.domain.roles import ACTIONS, OPERATOR, ROLE_LABELS, at_least, can
 from portal.logs import get_logger
 
@@ -31,6 +32,7 @@ ROUTE_ROLES: dict[str, str] = {
     "static": PUBLIC,
     "htmx_static": PUBLIC,
     "healthz": PUBLIC,
+    "readyz": PUBLIC,
     "metrics": PUBLIC,  # checks its own token, or loopback (portal.metrics)
     "auth.signup": PUBLIC,
     "auth.login": PUBLIC,
@@ -150,6 +152,11 @@ def check_route():
         raise Forbidden(None)
     if not current_user.is_authenticated:
         return unauthorized_response()
+    if request.endpoint != "auth.logout" and is_suspended(current_user):
+        # The suspension rule: every page says why and nothing can be changed; log-out works.
+        from portal.web import error_response
+
+        return error_response(403, SUSPENDED)
     if needed == SIGNED_IN:
         return None
     if needed == OPERATOR:

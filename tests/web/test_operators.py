@@ -41,7 +41,7 @@ def status_of(app, partner_id) -> str:
 def test_create_operator_command_makes_an_operator_who_lands_on_the_console(tmp_path):
     env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": "", "LOYALTY_PASSWORD_HASHING": "fast"}
     runner = CliRunner()
-    result = runner.invoke(main, ["create-operator", "--email", "Ops@Platform.example", "--password-stdin"],
+    result = runner.invoke(main, ["create-operator", "--email", "Ops@Platform.example", "--password-stdin", "--init"],
                            input=PASSWORD + "\n", env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "ops@platform.example" in result.output
@@ -193,14 +193,18 @@ def test_a_status_change_without_the_csrf_token_is_refused(app, operator):
 
 def test_a_suspended_partners_users_see_why(app, operator):
     org = make_org(app, "owner@bakery.example")
+    signed_in = PortalClient(app.test_client())
+    signed_in.login(org.email)
     operator.get(f"/admin/partners/{org.partner_id}")
     operator.post(f"/admin/partners/{org.partner_id}/suspend", {"confirmed": "1"})
-    owner = PortalClient(app.test_client())
-    owner.get("/login")
-    owner.post("/login", {"email": org.email, "password": PASSWORD})
-    page = owner.get("/").get_data(as_text=True)
-    if owner.client.get("/").status_code == 200:  # the suspension rule (issue 17) may close the portal instead
-        assert "suspended by the platform" in page
+    page = signed_in.get("/developer")
+    assert page.status_code == 403 and "suspended" in page.get_data(as_text=True)
+    again = PortalClient(app.test_client())
+    again.get("/login")
+    refused = again.post("/login", {"email": org.email, "password": PASSWORD})
+    assert refused.status_code != 303 and "suspended" in refused.get_data(as_text=True)
+    # the operator stays signed in and sees the partner as suspended
+    assert "Suspended" in operator.get("/admin/").get_data(as_text=True)
 
 
 # -- LOYALTY_SIGNUP=approval -------------------------------------------------------------------
