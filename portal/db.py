@@ -203,6 +203,12 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
+# On SQLite, the writers of one process that run often (the gate's nonce insert, the request
+# log's flusher) take this lock around their write, so they queue on it (woken at once)
+# instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries.
+sqlite_write_lock = threading.Lock()
+
+
 @contextmanager
 def write_transaction():
     """A transaction that takes the write lock up front on SQLite.

@@ -71,24 +71,18 @@ class PartnerRow:
     status: str
     applications: int
     active_keys: int
-    requests_7d: int | None  # None while the request log is not part of this build
+    requests_7d: int  # signed /v1 calls in the last 7 days (portal.domain.request_log)
 
     @property
     def status_label(self) -> str:
         return STATUS_LABELS.get(self.status, self.status)
 
 
-def requests_in_last_week() -> dict[int, int] | None:
-    """Signed /v1 calls per partner in the last 7 days, from the request log (issue 11's
-    `portal.domain.request_log.counts_by_account`); None while that module is not part of
-    this build, and the console then shows "—". The one place that knows where the
-    numbers come from."""
-    try:
-        from portal.domain.request_log import counts_by_account
-    except ModuleNotFoundError as exc:
-        if exc.name != "portal.domain.request_log":
-            raise
-        return None
+def requests_in_last_week() -> dict[int, int]:
+    """Signed /v1 calls per partner in the last 7 days (by day, from the request log's
+    day counts: `portal.domain.request_log.counts_by_account`)."""
+    from portal.domain.request_log import counts_by_account
+
     return counts_by_account(utcnow() - timedelta(days=7))
 
 
@@ -129,7 +123,7 @@ def partner_rows(search: str = "", *, status: str = "", partner_ids: list[int] |
     requests = requests_in_last_week()
     return [PartnerRow(id=p.id, name=p.name, owner_email=owners.get(p.id, ""), created_at=p.created_at,
                        status=p.status, applications=apps.get(p.id, 0), active_keys=keys.get(p.id, 0),
-                       requests_7d=None if requests is None else requests.get(p.id, 0))
+                       requests_7d=requests.get(p.id, 0))
             for p in partners]
 
 

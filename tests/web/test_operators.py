@@ -76,8 +76,6 @@ def test_the_partners_table_shows_the_columns_and_searches(app, operator):
         assert f">{heading}<" in page
     assert "Corner Bakery" in page and "Rival Roasters" in page and "owner@bakery.example" in page
     assert "Active" in page
-    # The request log is another issue's: until it is part of the build the column says so.
-    assert ">—<" in page
 
     plain = operator.get("/admin/?q=rival").get_data(as_text=True)
     assert "Rival Roasters" in plain and "Corner Bakery" not in plain and "<html" in plain
@@ -322,3 +320,20 @@ def test_a_suspension_in_the_middle_of_a_burst_refuses_every_later_call_on_every
         assert all(status == 403 and code == "account_disabled" for _, status, code in after), after
     finally:
         server.stop()
+
+
+def test_requests_in_the_last_7_days_come_from_the_request_log(app, operator):
+    from portal.domain import request_log
+    from portal.domain.operators import partner_rows
+
+    org = make_org(app, "owner@bakery.example")
+    quiet = make_org(app, "owner@rival.example", "Rival Roasters")
+    for _ in range(3):
+        assert signed_call(app, org).status_code == 200
+    with app.app_context():
+        request_log.flush()
+        counts = {row.name: row.requests_7d for row in partner_rows()}
+    assert counts == {"Corner Bakery": 3, "Rival Roasters": 0}
+    page = operator.get(f"/admin/partners/{quiet.partner_id}").get_data(as_text=True)
+    assert "Requests (7 days)" in page
+
