@@ -9,7 +9,7 @@ with the documented status and code at the first failure:
 4. no signature headers → 401 missing_signature; bad or out-of-window timestamp →
    401 timestamp_out_of_range; wrong signature → 401 invalid_signature (with the
    `canonical_string` the server signed); nonce seen → 401 replayed_request
-5. partner suspended (or waiting for approval) or application disabled → 403 account_disabled
+5. partner suspended or application disabled → 403 account_disabled
 
 and `require_scope` is check 6 (403 insufficient_scope with `required_scope`).
 
