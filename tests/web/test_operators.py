@@ -292,8 +292,11 @@ def test_a_suspension_in_the_middle_of_a_burst_refuses_every_later_call_on_every
         results: list[tuple[float, int, str]] = []
         lock = threading.Lock()
 
+        stop = threading.Event()
+
         def burst():
-            for _ in range(40):
+            deadline = time.monotonic() + 30  # bounded, whatever happens
+            while not stop.is_set() and time.monotonic() < deadline:
                 sent = time.monotonic()
                 response = requests.get(server.url + "/v1/key", auth=auth, timeout=10)
                 code = response.json().get("error", {}).get("code", "") if response.status_code != 200 else ""
@@ -311,6 +314,8 @@ def test_a_suspension_in_the_middle_of_a_burst_refuses_every_later_call_on_every
             change_partner_status(partner_id, "suspend", by=operator)
             suspended_at.append(time.monotonic())
         db.close_all()
+        time.sleep(0.5)  # the burst goes on after the commit
+        stop.set()
         for thread in threads:
             thread.join()
         before = [r for r in results if r[0] < suspended_at[0]]
