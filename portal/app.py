@@ -97,6 +97,9 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
 
     web.init_app(app)
     api.init_app(app)
+    from portal import metrics
+
+    metrics.init_app(app)
     # Last, on top of whatever request class the extensions installed (htmx-flask has its own).
     app.request_class = type("BoundedRequest", (BoundedBody, app.request_class), {})
 

@@ -230,12 +230,14 @@ def serve(host, port, workers, threads, no_worker, init):
     Upgrades the database's schema first. On a fresh machine with nothing configured it
     creates ./instance by itself (the quick start); any other data dir or database that
     does not exist yet, or was never migrated, needs --init once. The webhook delivery
-    worker runs beside it as a child process, unless --no-worker.
+    worker runs beside it as a child process, unless --no-worker. The workers' counts for
+    GET /metrics live in <data dir>/metrics, emptied at start.
     """
     global _server_log
     from gunicorn.app.base import BaseApplication
 
-    from portal import db, logs
+    from portal import db, logs, metrics
+    from portal.config import current_settings
 
     # Before anything logs: every line of the server's output, gunicorn's too, in one format.
     try:
@@ -251,6 +253,11 @@ def serve(host, port, workers, threads, no_worker, init):
     db.database.close()  # each worker opens its own connections after the fork
     _check_port_free(host, port)
     _undo.done()  # from here on the server runs: what it set up stays
+    try:
+        # Before any worker loads prometheus_client: each counts into this folder.
+        metrics.prepare_multiprocess_dir(current_settings().data_dir)
+    except OSError as exc:
+        _fail(f"cannot prepare the metrics folder in the data dir: {exc.strerror or exc}")
     _say(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
 
     class Server(BaseApplication):
@@ -266,6 +273,8 @@ def serve(host, port, workers, threads, no_worker, init):
             # would take it over and delete it on exit. Nothing here uses it.
             self.cfg.set("control_socket_disable", True)
             self.cfg.set("graceful_timeout", 10)
+            # A dead worker's files in the metrics folder stop counting as live.
+            self.cfg.set("child_exit", lambda server, worker: metrics.mark_process_dead(worker.pid))
 
         def load(self):
             return app
@@ -378,6 +387,31 @@ def create_user(email, business, password_stdin, as_json, init):
               [f"Created {user.email} for {user.partner.name}."])
 
 
+@main.command("create-operator")
+@click.option("--email", required=True, help="Log-in email of the operator.")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+@_init_option
+def create_operator_command(email, password_stdin, init):
+    """Create an operator: someone who runs the platform, not a partner.
+
+    Operators log in at /login and use the Operator area (/admin): the partners, approving
+    sign-ups (LOYALTY_SIGNUP=approval), suspending and reactivating partners, each
+    partner's audit log. They never see App Secrets or keys.
+    """
+    from portal.domain import DomainError
+    from portal.domain.operators import create_operator
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    app = _app(init=init)
+    _run_migrations(app)
+    with app.app_context():
+        try:
+            user = create_operator(email, password)
+        except DomainError as exc:
+            _fail(exc.message)
+    click.echo(f"Created operator {user.email}: log in at /login and open Operator.")
+
+
 @main.command()
 @click.argument("email")
 @_init_option
@@ -440,6 +474,8 @@ def create_app_command(owner, name, as_json, init):
         user = User.get_or_none(User.email == owner.strip().lower())
         if user is None:
             _fail(f"no user with email {owner}")
+        if user.is_operator:
+            _fail(f"{user.email} is an operator, not a partner's user")
         try:
             application, secret = create_application(user.partner, name, by=user)
         except DomainError as exc:
@@ -512,6 +548,66 @@ def rotate_encryption_key():
             _fail(f"{exc}; nothing was changed (is the old key still in the list?)")
     click.echo(f"Re-encrypted {count} App Secret(s), {totp_count} two-factor secret(s) and "
                f"{webhook_count} webhook endpoint secret(s) under the first encryption key.")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def backup(file):
+    """Back up the database and the data dir's keys into FILE (a new tar.gz, 0600).
+
+    Safe while the server runs: on SQLite a consistent online copy. On PostgreSQL the
+    database is not included (use pg_dump; the command says how) and FILE holds the keys.
+    """
+    from portal.backup import BackupError, create_backup
+    from portal.config import load_settings
+
+    try:
+        settings = load_settings(create=False)  # a backup creates nothing in the data dir
+    except ConfigError as exc:
+        _fail(str(exc))
+    shown = []
+
+    def progress(line: str) -> None:
+        shown.append(line)
+        click.echo(f"\r{line}", err=True, nl=False)  # one line, rewritten in place
+
+    try:
+        report = create_backup(file, data_dir=settings.data_dir, database_url=settings.database_url,
+                               progress=progress)
+    except BackupError as exc:
+        _fail(str(exc))
+    finally:
+        if shown:
+            click.echo("", err=True)
+    held = (f"the database ({report.database_bytes / 1e6:.1f} MB) and " if report.engine == "sqlite" else "") + \
+        (f"the keys ({', '.join(report.keys)})" if report.keys else "no key files")
+    click.echo(f"Backed up {held} into {report.path}.")
+    for note in report.notes:
+        click.echo(note, err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def restore(file):
+    """Restore a backup FILE into an empty (or new) data dir.
+
+    Refuses a data dir that holds anything, and checks the whole archive before writing.
+    Then start the server as usual: `serve` upgrades the schema if the backup is older.
+    """
+    from portal.backup import BackupError, restore_backup
+    from portal.config import locate
+
+    location = locate()
+    data_dir = location.data_dir
+    try:
+        manifest, notes = restore_backup(file, data_dir=data_dir, database_url=location.database_url)
+    except BackupError as exc:
+        _fail(str(exc))
+    what = "the database and " if manifest["engine"] == "sqlite" else ""
+    click.echo(f"Restored {what}the keys ({', '.join(manifest.get('keys', [])) or 'none'}) from the backup of "
+               f"{manifest['created_at']} into {data_dir}.")
+    for note in notes:
+        click.echo(note, err=True)
 
 
 @main.command()

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 from dotenv import load_dotenv
 
-SIGNUP_MODES = ("open", "invite")
+SIGNUP_MODES = ("open", "invite", "approval")  # approval: an operator approves each new partner
 PASSWORD_HASHING = ("argon2", "fast")
 
 
@@ -55,6 +55,7 @@ class Settings:
     secure_cookies: bool = False  # session cookies only over HTTPS
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
+    metrics_token: str | None = None  # GET /metrics needs `Authorization: Bearer` this (unset: loopback only)
     public_url: str | None = None  # where partners reach the portal; the base of emailed links
     redis_url: str | None = None  # rate limits counted in Redis (else in the database)
     rate_limit_test: int = 600  # default requests per minute of a test key
@@ -168,7 +169,7 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
 
     signup = (get("SIGNUP", "open") or "open").lower()
     if signup not in SIGNUP_MODES:
-        raise ConfigError("LOYALTY_SIGNUP must be 'open' or 'invite'")
+        raise ConfigError("LOYALTY_SIGNUP must be 'open', 'invite' or 'approval'")
 
     raw_proxies = str(get("TRUSTED_PROXIES", "0") or "0").strip()
     if not raw_proxies.isdigit() or int(raw_proxies) > 10:
@@ -240,6 +241,7 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
         secure_cookies=raw_secure in ("1", "true", "yes"),
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
+        metrics_token=(get("METRICS_TOKEN") or "").strip() or None,
         public_url=public_url,
         redis_url=redis_url,
         **limits,

@@ -288,12 +288,31 @@ def migrate(db: peewee.Database | None = None) -> list[str]:
     db = db or database.obj
     # peewee-migrate logs every step at INFO; the CLI prints its own summary instead.
     logging.getLogger("peewee_migrate").setLevel(logging.WARNING)
-    with _connected(db), _migration_lock(db):
+    with _connected(db), _migration_lock(db), _sqlite_foreign_keys_off(db):
         router = Router(db, migrate_dir=str(MIGRATIONS_DIR), ignore=["basemodel"])
         pending = list(router.diff)
         if pending:
             router.run()
     return pending
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(db: peewee.Database):
+    """SQLite changes a column by rebuilding its table (copy, drop, rename); with foreign
+    keys enforced, dropping the old table would cascade into every table referencing it.
+    SQLite's documented procedure: enforcement off around the change (it cannot change
+    inside a transaction, so around the whole run), then check nothing dangles."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        yield
+        return
+    db.execute_sql("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        dangling = db.execute_sql("PRAGMA foreign_key_check").fetchall()
+        if dangling:
+            raise peewee.IntegrityError(f"migration left {len(dangling)} row(s) with a dangling foreign key")
+    finally:
+        db.execute_sql("PRAGMA foreign_keys=ON")
 
 
 def known_migrations() -> list[str]:

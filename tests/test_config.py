@@ -30,7 +30,7 @@ def test_environment_values_win_over_generated_ones(tmp_path, monkeypatch):
     ("name", "value", "says"),
     [
         ("DATABASE_URL", "mysql://x", "must start with sqlite:/// or postgresql://"),
-        ("SIGNUP", "sometimes", "'open' or 'invite'"),
+        ("SIGNUP", "sometimes", "'open', 'invite' or 'approval'"),
         ("ENCRYPTION_KEY", "too-short", "Fernet keys"),
         ("REDIS_URL", "http://cache:6379", "must start with redis://"),
         ("RATE_LIMIT_TEST", "lots", "LOYALTY_RATE_LIMIT_TEST must be a whole number from 1"),

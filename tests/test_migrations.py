@@ -108,3 +108,30 @@ def _describe(database: peewee.Database, table: str) -> dict[str, set]:
 
 def _type(data_type: str) -> str:
     return re.sub(r"\s+", " ", data_type.strip().lower())
+
+
+def test_making_user_partner_optional_keeps_every_row_that_references_users(empty_database):
+    """006 rebuilds the user table on SQLite; sessions, keys' creators and audit entries of
+    existing users must come through untouched (no cascade from the rebuild)."""
+    from peewee_migrate import Router
+
+    database = empty_database("upgrade")
+    with database.connection_context():
+        Router(database, migrate_dir=str(db.MIGRATIONS_DIR), ignore=["basemodel"]).run("002_teams")
+        now = "2026-01-01 00:00:00"
+        database.execute_sql(f"INSERT INTO partner (name, status, created_at) VALUES ('Shop', 'active', '{now}')")
+        database.execute_sql("INSERT INTO \"user\" (partner_id, email, password_hash, role, created_at) "
+                             f"VALUES (1, 'o@shop.example', 'x', 'owner', '{now}')")
+        database.execute_sql("INSERT INTO user_session (user_id, token_hash, created_at, last_seen_at, ip, user_agent) "
+                             f"VALUES (1, 'abc', '{now}', '{now}', '', '')")
+        database.execute_sql("INSERT INTO application (partner_id, app_id, name, status, created_at, created_by_id) "
+                             f"VALUES (1, 'app_1', 'Till', 'active', '{now}', 1)")
+    applied = db.migrate(database)
+    assert "006_operating" in applied
+    with database.connection_context():
+        assert database.execute_sql("SELECT count(*) FROM user_session").fetchone()[0] == 1
+        assert database.execute_sql("SELECT created_by_id FROM application").fetchone()[0] == 1
+        database.execute_sql("INSERT INTO \"user\" (partner_id, email, password_hash, role, created_at) "
+                             f"VALUES (NULL, 'ops@platform.example', 'x', 'operator', '{now}')")
+        if isinstance(database, peewee.SqliteDatabase):
+            assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -112,6 +112,7 @@ import time
 from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from portal import metrics
 from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
 from portal.domain import request_log
@@ -196,6 +197,8 @@ def _finish_request(response: Response) -> Response:
                                    "replayed": response.headers.get("Idempotent-Replayed") == "true",
                                    "user_agent": request.headers.get("User-Agent")}})
         _record(response, elapsed_ms)
+        metrics.observe_api_request(rule or "unmatched", request.method, response.status_code,
+                                    metrics.error_code_of(response), elapsed_ms / 1000)
     return response
 
 

@@ -353,6 +353,9 @@ def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path
 
     # 5. the account
     if not (key.application.partner.is_active and application.is_active):
+        if key.application.partner.is_pending:  # LOYALTY_SIGNUP=approval, not approved yet
+            raise ApiError(403, "account_disabled", "This partner account is waiting for an operator's approval; "
+                           "its API keys work once it is approved.")
         raise ApiError(403, "account_disabled", "This partner account or application is disabled.")
 
     # 6. where the call comes from

@@ -44,8 +44,13 @@ SUSPENDED = ("This partner account is suspended: its team cannot log in or chang
 
 def is_suspended(user: User) -> bool:
     """The suspension rule (DESIGN.md §14): a partner whose status is not "active" (an
-    operator suspended or disabled it) has no portal and no API; its users are refused."""
-    return not user.partner.is_active
+    operator suspended or disabled it) has no portal and no API; its users are refused.
+    Not suspended: an operator (no partner), and a partner waiting for approval
+    (LOYALTY_SIGNUP=approval), whose users log in to the "Waiting for approval" page."""
+    if user.partner_id is None:
+        return False
+    partner = user.partner
+    return not partner.is_active and not partner.is_pending
 
 
 def refuse_if_suspended(user: User) -> None:
@@ -115,9 +120,12 @@ def create_partner_account(business_name: str, email: str, password: str, *, via
         if invite is None:
             raise Invalid("Sign-up is by invitation on this platform; ask the operator to invite this email.", field="email")
     password_hash = passwords().hash(password)
+    # LOYALTY_SIGNUP=approval: a partner who signs up waits for an operator (DESIGN.md §14);
+    # one made from the command line is the operator's own doing and starts active.
+    status = "pending" if settings.signup == "approval" and via == "signup" else "active"
     try:
         with database.atomic():
-            partner = Partner.create(name=business_name)
+            partner = Partner.create(name=business_name, status=status)
             user = User.create(partner=partner, email=email, password_hash=password_hash, role="owner")
             if invite is not None:
                 Invite.update(used_at=utcnow()).where(Invite.id == invite.id).execute()

@@ -22,6 +22,9 @@ from portal.domain import Invalid
 
 ROLES = ("owner", "admin", "developer", "viewer")
 ROLE_LABELS = {"owner": "Owner", "admin": "Admin", "developer": "Developer", "viewer": "Viewer"}
+# An operator runs the platform (DESIGN.md §14). It is not a partner role and ranks below
+# every one of them, so no partner action or partner page admits an operator.
+OPERATOR = "operator"
 _RANK = {"viewer": 1, "developer": 2, "admin": 3, "owner": 4}
 
 # Action -> the least role that may take it. Names read "<subject>.<verb>".

@@ -16,6 +16,8 @@ import hmac
 import secrets
 from datetime import timedelta
 
+import peewee
+
 from portal.config import current_settings
 from portal.models import Partner, User, UserSession, utcnow
 
@@ -49,7 +51,8 @@ def user_for_session(token: str | None, user_id) -> User | None:
         return None
     digest = token_hash(token)
     # The partner too: every portal request checks it is not suspended (portal.web.permissions).
-    row = (UserSession.select(UserSession, User, Partner).join(User).join(Partner)
+    row = (UserSession.select(UserSession, User, Partner).join(User)
+           .join(Partner, peewee.JOIN.LEFT_OUTER)  # an operator has no partner
            .where(UserSession.token_hash == digest).first())
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         return None

@@ -11,21 +11,32 @@ class Partner(BaseModel):
     """A partner organisation (a shop, brand or app) that integrates with the program."""
 
     name = peewee.CharField(max_length=120)
-    status = peewee.CharField(max_length=16, default="active")  # active | suspended
+    # active | pending (LOYALTY_SIGNUP=approval, until an operator approves) | suspended
+    # (by an operator). Only an active partner's keys are accepted (the gate, check 5).
+    status = peewee.CharField(max_length=16, default="active")
     created_at = peewee.DateTimeField(default=utcnow)
 
     @property
     def is_active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def is_pending(self) -> bool:
+        return self.status == "pending"
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.status == "suspended"
+
 
 class User(BaseModel):
-    """A person who logs in to the portal for a partner."""
+    """A person who logs in to the portal: a partner's user, or an operator of the
+    platform (role "operator", no partner: migration 006, DESIGN.md §14)."""
 
-    partner = peewee.ForeignKeyField(Partner, backref="users", on_delete="CASCADE")
+    partner = peewee.ForeignKeyField(Partner, backref="users", on_delete="CASCADE", null=True)
     email = peewee.CharField(max_length=254, unique=True)  # stored lower-cased
     password_hash = peewee.CharField(max_length=255)
-    role = peewee.CharField(max_length=16, default="owner")  # owner | admin | developer | viewer
+    role = peewee.CharField(max_length=16, default="owner")  # owner | admin | developer | viewer | operator
     created_at = peewee.DateTimeField(default=utcnow)
     last_login_at = peewee.DateTimeField(null=True)
     # Two-factor authentication (TOTP): the secret encrypted like App Secrets; set up but
@@ -50,6 +61,11 @@ class User(BaseModel):
     @property
     def has_two_factor(self) -> bool:
         return self.totp_enabled_at is not None
+
+    @property
+    def is_operator(self) -> bool:
+        """An operator runs the platform; they belong to no partner (portal.domain.operators)."""
+        return self.role == "operator" and self.partner_id is None
 
 
 class Invite(BaseModel):

@@ -12,6 +12,8 @@ is text a database can store (`unstorable_input_message`), htmx awareness (a par
 from the same templates, flash messages out of band), every HTML error page (without
 stack traces), and the security headers every page carries. The /v1 API has its own
 authentication and owns its JSON errors (portal.api); this module stays out of its way.
+
+`admin` is the operator console (DESIGN.md §14): the platform's operators, not partners.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from htmx_flask import Htmx
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from portal.config import current_settings
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
 from portal.inputs import unstorable
@@ -355,7 +358,8 @@ def init_app(app) -> None:
         # A portal page needs the database (the user, the partner's data): connect up front,
         # so a database that is away answers the portal's 503 page, not half a page.
         # The SDK wheel needs no database: pip installs keep working while it is away.
-        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "readyz", "sdk.wheel"):
+        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "readyz",
+                                                               "sdk.wheel", "metrics"):
             database.connect(reuse_if_open=True)
 
     @app.before_request
@@ -436,6 +440,9 @@ def init_app(app) -> None:
     for blueprint in (auth.bp, home.bp, developer.bp, program.bp, team.bp, account.bp, audit_log.bp, docs.bp,
                       sdk.bp, webhooks.bp, request_log.bp):
         app.register_blueprint(blueprint)
+    from portal.web import admin  # the operator console: operators, not partners
+
+    app.register_blueprint(admin.bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -475,6 +482,7 @@ def init_app(app) -> None:
             "htmx_config": HTMX_CONFIG,
             "is_htmx": is_htmx,
             "can": permissions.allowed,
+            "signup_mode": current_settings().signup,
         }
 
     @app.template_filter("when")

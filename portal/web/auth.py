@@ -90,7 +90,11 @@ def signup():
             else:
                 begin_session(user)
                 record_login(user, how="sign-up")
-                flash(f"Welcome, {user.partner.name}. Your account is ready.", "success")
+                if user.partner.is_pending:
+                    flash(f"Welcome, {user.partner.name}. An operator reviews new accounts before they can be used.",
+                          "info")
+                else:
+                    flash(f"Welcome, {user.partner.name}. Your account is ready.", "success")
                 return see_other(_home())
         values = {k: v[:FIELD_LIMITS[k]] for k, v in values.items()}
     status = 422 if errors else 200

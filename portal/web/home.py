@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user
 
 from portal.domain import request_log
@@ -16,8 +16,13 @@ bp = Blueprint("home", __name__)
 @bp.get("/")
 def index():
     """Applications, live keys by mode, last use, today's API requests and errors, and the
-    first steps still to take."""
+    first steps still to take. (An operator's home is the operator console; a partner
+    waiting for approval sees the page that says so.)"""
+    if current_user.is_operator:
+        return redirect(url_for("admin.index"))
     partner = current_user.partner
+    if partner.is_pending:
+        return render_template("auth/waiting.html", partner=partner)
     applications = applications_of(partner)
     now = utcnow()
     keys = keys_of_partner(partner)

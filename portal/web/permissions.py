@@ -1,9 +1,12 @@
 """Every portal route and the least role that may use it, enforced before the view runs.
 
-`ROUTE_ROLES` is the one table: an endpoint is `PUBLIC` (no log-in), or the least role
-(portal.domain.roles) a signed-in user needs. A route missing from the table is refused
-for everyone (tests/web/test_permissions.py fails first, so a new route cannot be added
-without its rule). Where the rule depends on what is submitted (a test key is a
+`ROUTE_ROLES` is the one table: an endpoint is `PUBLIC` (no log-in), `SIGNED_IN` (any
+signed-in user, operators too: logging out, one's own account, the guide), `OPERATOR`
+(the platform's operators only, the /admin area), or the least partner role
+(portal.domain.roles) a signed-in user needs — which an operator never has. A partner
+waiting for approval gets the "Waiting for approval" page on every partner route. A
+route missing from the table is refused for everyone (tests/web/test_permissions.py fails
+first, so a new route cannot be added without its rule). Where the rule depends on what is submitted (a test key is a
 developer's, a production key an admin's), the view adds `require(action)` for it.
 
 A forbidden action answers 403 with a page that says which role it needs; the pages only
@@ -16,12 +19,13 @@ from flask import request
 from flask_login import current_user
 
 from portal.domain.accounts import SUSPENDED, is_suspended
-from portal.domain.roles import ACTIONS, ROLE_LABELS, at_least, can
+from portal.domain.roles import ACTIONS, OPERATOR, ROLE_LABELS, at_least, can
 from portal.logs import get_logger
 
 log = get_logger(__name__)
 
 PUBLIC = "public"
+SIGNED_IN = "signed_in"
 
 ROUTE_ROLES: dict[str, str] = {
     # served to anyone
@@ -29,6 +33,7 @@ ROUTE_ROLES: dict[str, str] = {
     "htmx_static": PUBLIC,
     "healthz": PUBLIC,
     "readyz": PUBLIC,
+    "metrics": PUBLIC,  # checks its own token, or loopback (portal.metrics)
     "auth.signup": PUBLIC,
     "auth.login": PUBLIC,
     "auth.two_factor": PUBLIC,  # only after a correct password (a marker in the session)
@@ -40,10 +45,10 @@ ROUTE_ROLES: dict[str, str] = {
     "sdk.index": PUBLIC,
     "sdk.readme": PUBLIC,
     "sdk.wheel": PUBLIC,
-    # any signed-in user
-    "auth.logout": "viewer",
-    "home.index": "viewer",
-    "docs.guide": "viewer",
+    # any signed-in user, operators too (home sends an operator on to /admin)
+    "auth.logout": SIGNED_IN,
+    "home.index": SIGNED_IN,
+    "docs.guide": SIGNED_IN,
     "developer.applications": "viewer",
     "developer.application": "viewer",
     "developer.keys": "viewer",
@@ -53,15 +58,15 @@ ROUTE_ROLES: dict[str, str] = {
     "request_log.index": "viewer",
     "request_log.show": "viewer",
     "request_log.compare": "viewer",
-    # one's own account: password, two-factor, sessions
-    "account.index": "viewer",
-    "account.change_password": "viewer",
-    "account.setup_two_factor": "viewer",
-    "account.cancel_two_factor_setup": "viewer",
-    "account.turn_on_two_factor": "viewer",
-    "account.turn_off_two_factor": "viewer",
-    "account.replace_recovery_codes": "viewer",
-    "account.log_out_everywhere": "viewer",
+    # one's own account: password, two-factor, sessions (operators have one too)
+    "account.index": SIGNED_IN,
+    "account.change_password": SIGNED_IN,
+    "account.setup_two_factor": SIGNED_IN,
+    "account.cancel_two_factor_setup": SIGNED_IN,
+    "account.turn_on_two_factor": SIGNED_IN,
+    "account.turn_off_two_factor": SIGNED_IN,
+    "account.replace_recovery_codes": SIGNED_IN,
+    "account.log_out_everywhere": SIGNED_IN,
     # keys: developers manage test keys; the view requires admin for production ones
     "developer.new_key": "developer",
     "developer.create_key": "developer",
@@ -83,6 +88,12 @@ ROUTE_ROLES: dict[str, str] = {
     "team.remove": "admin",
     "audit.index": "admin",
     "audit.download": "admin",
+    # the operator console (DESIGN.md §14): operators only, never a partner of any role
+    "admin.index": OPERATOR,
+    "admin.partner": OPERATOR,
+    "admin.approve": OPERATOR,
+    "admin.suspend": OPERATOR,
+    "admin.reactivate": OPERATOR,
     # the program
     "program.index": "admin",
     "program.save_settings": "admin",
@@ -118,6 +129,11 @@ class Forbidden(Exception):
     def message(self) -> str:
         if self.needed is None:
             return "This page is not available."
+        if self.needed == OPERATOR:
+            return "This page is for the platform's operators only."
+        if getattr(current_user, "is_operator", False):
+            return ("Operators see partners from the Operator area only; partner pages, secrets and keys "
+                    "are not open to operators.")
         role = ROLE_LABELS.get(getattr(current_user, "role", ""), "your role")
         return (f"Your role ({role}) does not allow this: it needs {ROLE_LABELS[self.needed]} or above. "
                 "Ask an owner or admin of your team.")
@@ -158,6 +174,24 @@ def check_route():
         from portal.web import error_response
 
         return error_response(403, SUSPENDED)
-    if not at_least(current_user.role, needed):
+    if needed == SIGNED_IN:
+        return None
+    if needed == OPERATOR:
+        if not current_user.is_operator:
+            raise Forbidden(OPERATOR)
+        return None
+    if current_user.is_operator or not at_least(current_user.role, needed):
         raise Forbidden(needed)
-    return None
+    return waiting_for_approval()
+
+
+def waiting_for_approval():
+    """A partner page for a partner still waiting for an operator's approval
+    (LOYALTY_SIGNUP=approval): the "Waiting for approval" page instead (403 for a change)."""
+    from flask import render_template
+
+    partner = current_user.partner
+    if partner is None or not partner.is_pending:
+        return None
+    status = 200 if request.method == "GET" else 403
+    return render_template("auth/waiting.html", partner=partner), status

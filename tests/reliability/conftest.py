@@ -110,7 +110,10 @@ class _ServersPerEngine:
                 self.postgres.append((factory, url))
             else:
                 url = f"sqlite:///{data_dir / 'loyalty.db'}"  # `serve` migrates it
-            live = LiveServer(data_dir, workers=WORKERS, env={"LOYALTY_DATABASE_URL": url}).start()
+            # No webhook worker: the races count the server's processes and want the cores
+            # for its gunicorn workers (tests/reliability/test_webhook_worker.py runs it).
+            live = LiveServer(data_dir, workers=WORKERS, env={"LOYALTY_DATABASE_URL": url},
+                              serve_args=("--no-worker",)).start()
             self.started[engine] = (live, PartnerClient(live.url, live.demo()))
         return self.started[engine]
 
@@ -130,7 +133,7 @@ def _servers_per_engine(tmp_path_factory):
 
 @pytest.fixture
 def server(engine, request, _servers_per_engine) -> LiveServer:
-    """`loyalty-portal serve --workers 2` on this engine, shared by the module's tests."""
+    """`loyalty-portal serve --workers 2 --no-worker` on this engine, shared by the module's tests."""
     return _servers_per_engine.get(engine, request)[0]
 
 

@@ -7,7 +7,7 @@ from portal_helpers import PASSWORD, PortalClient, count, key_row
 
 from portal.domain.roles import ACTIONS, ROLES, at_least, can, key_action, may_manage
 from portal.models import ApiKey, Application, User
-from portal.web.permissions import PUBLIC, ROUTE_ROLES
+from portal.web.permissions import OPERATOR, PUBLIC, ROUTE_ROLES, SIGNED_IN
 
 
 def test_every_portal_route_has_a_rule(app):
@@ -18,8 +18,13 @@ def test_every_portal_route_has_a_rule(app):
     assert not stale, f"rules for routes that do not exist: {stale}"
 
 
-def test_every_rule_is_public_or_a_role():
-    assert set(ROUTE_ROLES.values()) <= {PUBLIC, *ROLES}
+def test_every_rule_is_public_signed_in_operator_or_a_role():
+    assert set(ROUTE_ROLES.values()) <= {PUBLIC, SIGNED_IN, OPERATOR, *ROLES}
+
+
+def test_an_operator_may_take_no_partner_action():
+    assert not any(can(OPERATOR, action) for action in ACTIONS)
+    assert not any(at_least(OPERATOR, role) for role in ROLES)
 
 
 @pytest.mark.parametrize("role, allowed", [
