@@ -102,6 +102,7 @@ def main(out: Path) -> None:
                 page.goto(server.url + "/no/such/page")
                 shot("18-not-found-logged-out")
                 team_and_security(browser, page, server, shot, label, width, height)
+                new_pages(browser, server, shot, label, width, height)
                 page.context.close()
             browser.close()
     finally:
@@ -195,6 +196,120 @@ def team_and_security(browser, page, server, shot, label, width, height) -> None
         page.get_by_label("Password").fill(f"wrong guess {attempt}")
         page.get_by_role("button", name="Log in").click()
     shot("37-login-throttled")
+
+
+def new_pages(browser, server, shot, label, width, height) -> None:
+    """The request log, usage chart, webhooks, key guardrails and the operator console."""
+    import requests
+
+    from loyalty_sdk import sign
+
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.goto(server.url + "/signup")
+    page.get_by_label("Business name").fill("Harbour Coffee")
+    page.get_by_label("Email").fill(f"coffee-{label}@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("link", name="Developer").click()
+    page.get_by_role("button", name="New application").click()
+    page.get_by_label("Application name").fill("Till")
+    page.get_by_role("button", name="Create application").click()
+    app_id = page.get_by_label("App ID").inner_text()
+    secret = page.get_by_label("App Secret").input_value()
+    app_url = page.url
+    page.get_by_role("button", name="Create API key").click()
+    page.get_by_label("Key name").fill("Counter tablet")
+    for scope in ("stamps_read", "member_read", "card_read"):
+        page.get_by_label(scope, exact=True).check()
+    page.get_by_label("Allowed IPs").fill("127.0.0.1\n::1")
+    page.get_by_label("Requests per minute").fill("100")
+    shot("40-key-form-guardrails")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_label("New API key").input_value()
+
+    def call(path: str, app_secret: str = secret) -> None:
+        headers = sign("GET", path, b"", app_id=app_id, app_secret=app_secret)
+        requests.get(server.url + path, headers={**headers, "Authorization": f"Bearer {key}"}, timeout=10)
+
+    for path in ("/v1/key", "/v1/members?limit=5", "/v1/key", "/v1/members?limit=2&email=a%40b.example"):
+        call(path)
+    call("/v1/members?limit=5&email=a%40b.example", "secret_" + "w" * 40)
+    page.goto(app_url)
+    shot("41-application-usage")
+    page.get_by_role("link", name="Request log").first.click()
+    for _ in range(50):  # the log is written just after the answer
+        if page.get_by_role("row").filter(has_text="invalid_signature").count():
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    shot("42-request-log")
+    page.get_by_label("Status").select_option(label="Failed")
+    page.get_by_role("button", name="Filter").click()
+    shot("43-request-log-failed")
+    page.get_by_role("row").filter(has_text="invalid_signature").get_by_role("link").first.click()
+    page.get_by_label("Your string to sign").fill("GET\n/v1/members\nlimit=5&email=a@b.example\n")
+    page.get_by_role("button", name="Compare").click()
+    page.locator(".canonical-line.differs").first.wait_for()
+    shot("44-request-compare")
+    page.goto(server.url + "/")
+    shot("45-home-totals")
+
+    page.goto(app_url)
+    page.get_by_role("heading", name="Webhooks").scroll_into_view_if_needed()
+    shot("46-application-webhooks")
+    page.get_by_role("link", name="Add endpoint").click()
+    page.get_by_label("Endpoint URL").wait_for()
+    shot("47-add-endpoint")
+    page.get_by_label("Endpoint URL").fill("http://127.0.0.1:9/a/rather/long/path/for/a/webhook/receiver")
+    page.get_by_label("Description").fill("CRM sync")
+    page.get_by_role("button", name="Add endpoint").click()
+    page.get_by_label("Signing secret").wait_for()
+    shot("48-endpoint-secret")
+    page.get_by_role("button", name="Send test event").click()
+    page.wait_for_timeout(1500)
+    page.reload()
+    shot("49-endpoint-deliveries")
+    page.get_by_role("link", name="webhook.test").first.click()
+    page.get_by_role("heading", name="Request body").wait_for()
+    shot("50-delivery")
+
+    page.goto(app_url)
+    page.get_by_role("button", name="Roll").first.click()
+    page.get_by_label("Old key expires").select_option(label="7 days")
+    page.get_by_role("button", name="Roll key").click()
+    page.get_by_text("rolled. Copy the new key now").wait_for()
+    new_key = page.get_by_label("New API key").input_value()
+    page.reload()
+    shot("51-key-expires-soon")
+    page.get_by_role("row").filter(has_text=new_key[-4:]).get_by_role("button", name="Edit").click()
+    page.locator(".guard-form").wait_for()
+    shot("52-key-edit-open")
+    requests.post(server.url + "/v1/keys/revoke-exposed", json={"keys": [key], "source": "https://example.com/x"},
+                  timeout=10)
+    page.goto(app_url)
+    shot("53-key-exposed")
+    page.context.close()
+
+    made = server.cli("create-operator", "--email", f"ops-{label}@platform.example", "--password-stdin",
+                      stdin="a long enough passphrase\n")
+    assert made.returncode == 0, made.stderr
+    operator = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    operator.on("dialog", lambda dialog: dialog.accept())
+    operator.goto(server.url + "/login")
+    operator.get_by_label("Email").fill(f"ops-{label}@platform.example")
+    operator.get_by_label("Password").fill("a long enough passphrase")
+    operator.get_by_role("button", name="Log in").click()
+    operator.get_by_role("heading", name="Partners", level=1).wait_for()
+    shot("54-admin", operator)
+    operator.get_by_role("link", name="Harbour Coffee").first.click()
+    operator.get_by_role("heading", name="Harbour Coffee", level=1).wait_for()
+    shot("55-admin-partner", operator)
+    operator.get_by_role("button", name="Suspend partner").click()
+    operator.get_by_role("button", name="Reactivate partner").wait_for()
+    shot("56-admin-partner-suspended", operator)
+    operator.get_by_role("button", name="Reactivate partner").click()
+    operator.get_by_role("button", name="Suspend partner").wait_for()
+    operator.context.close()
 
 
 if __name__ == "__main__":
