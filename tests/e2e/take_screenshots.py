@@ -38,6 +38,11 @@ def main(out: Path) -> None:
                     overflow = target.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                     if overflow > 0:
                         print(f"{name}-{label}: wider than the window by {overflow}px")
+                    # A table that scrolls inside its frame hides its last column until scrolled.
+                    for frame, extra in target.evaluate(
+                            "[...document.querySelectorAll('.table-wrap, pre')].filter(e => e.scrollWidth > e.clientWidth)"
+                            ".map(e => [e.className || e.tagName, e.scrollWidth - e.clientWidth])"):
+                        print(f"{name}-{label}: {frame} wider than its frame by {extra}px")
                     target.screenshot(path=str(out / f"{name}-{label}.png"), full_page=True)
                     # Tall phone pages are also cut into screen-sized parts, easier to read.
                     total = target.evaluate("document.documentElement.scrollHeight")
