@@ -319,6 +319,21 @@ def new_pages(browser, server, shot, label, width, height) -> None:
     operator.get_by_role("button", name="Suspend partner").wait_for()
     operator.context.close()
 
+    # "Waiting for approval": a server of its own, where sign-ups wait for an operator.
+    approval = LiveServer(Path(tempfile.mkdtemp()), env={"LOYALTY_SIGNUP": "approval"}).start()
+    try:
+        page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+        page.goto(approval.url + "/signup")
+        page.get_by_label("Business name").fill("Harbour Coffee")
+        page.get_by_label("Email").fill(f"waiting-{label}@example.com")
+        page.get_by_label("Password").fill("a long enough passphrase")
+        page.get_by_role("button", name="Create account").click()
+        page.get_by_role("heading", name="Waiting for approval").wait_for()
+        shot("57-waiting-for-approval", page)
+        page.context.close()
+    finally:
+        approval.stop()
+
 
 if __name__ == "__main__":
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/screens"))
