@@ -195,8 +195,8 @@ def run_key_count_benchmark(args) -> None:
     from werkzeug.datastructures import Headers
 
     from portal import create_app, db
-    from portal.domain.accounts import create_partner_account
     from portal.api.gate import check_rate_limit, require_scope, verify_request
+    from portal.domain.accounts import create_partner_account
     from portal.domain.applications import create_application, issue_api_key
     from portal.models import ApiKey, Nonce
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
-
 from flask import g
 
 from portal import rate_limits

@@ -341,8 +341,20 @@ def end_current_session() -> None:
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team, webhooks
-    from portal.web import request_log
+    from portal.web import (
+        account,
+        audit_log,
+        auth,
+        developer,
+        docs,
+        home,
+        permissions,
+        program,
+        request_log,
+        sdk,
+        team,
+        webhooks,
+    )
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
