@@ -7,9 +7,18 @@ keeps a small pool of connections to it (checked for life on every check-out, so
 database that restarted is reconnected to without restarting the server).
 
 A request takes a connection when it first runs a query (peewee connects on demand) and
-gives it back in `teardown_request`, which runs even when the view raised. A database
-that cannot be reached raises one of UNAVAILABLE_ERRORS; the API answers it with its 503
-JSON and the portal with its 503 page (this module knows nothing of either).
+gives it back in `teardown_request`, which runs even when the view raised: to the pool on
+PostgreSQL; on SQLite each server thread keeps its own connection open for its next
+request (opening one and setting its PRAGMAs cost more than most requests' queries), with
+anything left of a transaction rolled back. A database that cannot be reached raises one
+of UNAVAILABLE_ERRORS; the API answers it with its 503 JSON and the portal with its 503
+page (this module knows nothing of either).
+
+Durability (docs/production.md, "Durability"): on SQLite every commit is flushed to disk
+before it returns (`synchronous=FULL`), so a ledger entry answered 201 survives power loss
+or an OS crash. Only writes that are ephemeral by nature opt out, through
+`ephemeral_write()`: the gate's nonces. PostgreSQL's default `synchronous_commit=on` is
+durable already.
 """
 
 from __future__ import annotations
@@ -40,8 +49,11 @@ SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     "busy_timeout": 10_000,
-    "synchronous": "normal",  # safe in WAL mode: a crash loses no committed transaction
+    # FULL: a commit is on disk when it returns. (NORMAL in WAL mode survives a crash of
+    # the process, but power loss or an OS crash may roll back the last commits.)
+    "synchronous": "full",
 }
+SQLITE_EPHEMERAL_SYNCHRONOUS = "normal"  # for `ephemeral_write()`
 
 # Per server process. gunicorn runs `--threads` requests at once per worker, so the pool
 # only needs a few more than that; PostgreSQL's own limit (100 by default) is shared by
@@ -100,6 +112,9 @@ class PostgresPool(PooledPostgresqlDatabase):
 
 
 _open_databases: "weakref.WeakSet[peewee.Database]" = weakref.WeakSet()
+# SQLite connections a forked child inherited: referenced forever so that the child never
+# closes them (closing runs SQLite's clean-up on a handle that is the parent's).
+_inherited_sqlite_connections: list = []
 
 
 def _before_fork() -> None:
@@ -117,8 +132,10 @@ def _after_fork_in_child() -> None:
     for db in list(_open_databases):
         if isinstance(db, PostgresPool):
             db.forget_inherited_connections()
-        else:
-            db._state.reset()  # a SQLite handle must not cross a fork either
+        else:  # a SQLite handle must not cross a fork either
+            if db._state.conn is not None:
+                _inherited_sqlite_connections.append(db._state.conn)
+            db._state.reset()
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
@@ -219,6 +236,44 @@ def write_transaction():
             yield txn
 
 
+@contextmanager
+def ephemeral_write():
+    """Statements inside commit without waiting for the disk (SQLite `synchronous=NORMAL`).
+
+    For writes whose loss in a power cut or OS crash costs only what docs/production.md
+    says: the gate's nonces. Such a commit survives a crash of the server process; power
+    loss may undo the ones since the last durable commit (a durable commit flushes the
+    write-ahead log, and so every ephemeral write before it, to disk). Inside a
+    transaction it changes nothing: the transaction's own commit decides.
+    """
+    db = database.obj
+    if not isinstance(db, peewee.SqliteDatabase) or db.in_transaction():
+        yield
+        return
+    conn = db.connection()
+    conn.execute(f"PRAGMA synchronous = {SQLITE_EPHEMERAL_SYNCHRONOUS}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA synchronous = {SQLITE_PRAGMAS['synchronous']}")
+
+
+def end_request() -> None:
+    """After a request: a SQLite connection stays open for this thread's next request
+    (WAL mode: an idle connection holds no lock and no snapshot), with whatever was left of
+    a transaction rolled back; a PostgreSQL connection goes back to the pool."""
+    db = database.obj
+    if isinstance(db, peewee.SqliteDatabase) and not db.is_closed():
+        db._state.transactions.clear()
+        try:
+            if db._state.conn.in_transaction:
+                db._state.conn.rollback()
+            return
+        except sqlite3.Error:
+            pass  # not reusable: closed below
+    release_connection()
+
+
 def release_connection() -> None:
     """Give this thread's connection back (to the pool, or close it), whatever its state.
 
@@ -251,8 +306,8 @@ def close_all() -> None:
 
 
 def init_app(app) -> None:
-    """Give each request's connection back even when the view raised (a request connects
-    on its first query)."""
+    """Give each request's connection back (or keep it, on SQLite) even when the view
+    raised (a request connects on its first query)."""
 
     @app.before_request
     def _keep_sqlite_file_open():

@@ -35,7 +35,7 @@ import peewee
 from portal.api.errors import ApiError
 from portal.config import current_settings
 from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
-from portal.db import database
+from portal.db import database, ephemeral_write
 from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
 from portal.signing import NONCE_RE, TIMESTAMP_TOLERANCE, canonical_string, signature_matches
 
@@ -185,12 +185,15 @@ def _remember_nonce(application_id: int, nonce: str, now) -> bool:
     if mono >= _next_cleanup:
         # Jitter spreads the clean-ups of several processes apart.
         _next_cleanup = mono + NONCE_CLEANUP_EVERY * (0.5 + random.random())
-        Nonce.delete().where(Nonce.expires_at < now).execute()
+        with ephemeral_write():
+            Nonce.delete().where(Nonce.expires_at < now).execute()
     params = (application_id, nonce, Nonce.expires_at.db_value(now + NONCE_LIFETIME))
     if _serialise_writes():
         # One writer per process at a time: threads queue on this lock (woken at once)
         # instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries.
-        with _nonce_lock:
+        # Ephemeral: see "Durability" in docs/production.md (a write's own durable commit
+        # flushes its nonce to disk too).
+        with _nonce_lock, ephemeral_write():
             cursor = database.execute_sql(_sql("nonce"), params)
     else:
         cursor = database.execute_sql(_sql("nonce"), params)
