@@ -315,7 +315,7 @@ def init_app(app) -> None:
 
     @app.teardown_request
     def _close(exc):
-        release_connection()
+        end_request()
 
 
 def migrate(db: peewee.Database | None = None) -> list[str]:
