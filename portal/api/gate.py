@@ -35,7 +35,7 @@ import peewee
 from portal.api.errors import ApiError
 from portal.config import current_settings
 from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
-from portal.db import database, ephemeral_write
+from portal.db import SQLITE_WRITE_LOCK, database, ephemeral_write
 from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
 from portal.signing import NONCE_RE, TIMESTAMP_TOLERANCE, canonical_string, signature_matches
 
@@ -200,7 +200,7 @@ def _remember_nonce(application_id: int, nonce: str, now) -> bool:
     return cursor.rowcount == 1
 
 
-_nonce_lock = threading.Lock()
+_nonce_lock = SQLITE_WRITE_LOCK  # shared with the ledger's write transactions
 
 
 def _serialise_writes() -> bool:
