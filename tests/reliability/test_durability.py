@@ -8,6 +8,7 @@ import random
 import threading
 import time
 
+import pytest
 import requests
 
 WRITERS = 6
@@ -67,3 +68,23 @@ def test_every_acknowledged_write_survives_a_sigkill_of_the_server(own_server, o
     assert found == acked
     print(f"\n[durability {request.node.callspec.id}] acknowledged before SIGKILL: {acked}, "
           f"found after restart: {found}, entries in the ledger: {len(found_ids)}")
+
+
+@pytest.mark.sqlite_only  # SQLite's flush setting; PostgreSQL's default synchronous_commit is durable
+def test_sqlite_commits_wait_for_the_disk_and_only_the_gates_nonces_do_not(app):
+    """What docs/production.md ("Durability") promises: writes commit with
+    synchronous=FULL (2), which survives power loss; the gate's nonce insert alone runs
+    with NORMAL (1), and the connection is FULL again after it."""
+    from portal import db
+
+    def synchronous() -> int:
+        return db.database.execute_sql("PRAGMA synchronous").fetchone()[0]
+
+    with app.app_context():
+        assert synchronous() == 2
+        with db.ephemeral_write():
+            assert synchronous() == 1
+        assert synchronous() == 2
+        with db.write_transaction():
+            with db.ephemeral_write():  # inside a transaction, the transaction's commit decides
+                assert synchronous() == 2
