@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, jsonify, send_from_directory
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_input_stream
@@ -80,6 +81,7 @@ def create_app(config: dict | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.config.update(settings.extra)
+    app.session_interface = PortalSessions()
     if settings.trusted_proxies:
         # Behind a TLS-terminating reverse proxy: take the client's address, scheme and host
         # from the X-Forwarded-* headers the trusted proxies set (and from nobody else).
@@ -114,6 +116,16 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.wsgi_app = HealthCheckFirst(app.wsgi_app)
     return app
+
+
+class PortalSessions(SecureCookieSessionInterface):
+    """The portal's cookie sessions. An API request (/v1), which authenticates with its key,
+    opens none: reading and checking a session cookie cost ~0.1 ms of every API call."""
+
+    def open_session(self, app, request):
+        if request.path == "/v1" or request.path.startswith("/v1/"):
+            return self.null_session_class()
+        return super().open_session(app, request)
 
 
 def database_answers() -> bool:
