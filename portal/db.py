@@ -15,8 +15,9 @@ of UNAVAILABLE_ERRORS; the API answers it with its 503 JSON and the portal with 
 page (this module knows nothing of either).
 
 Durability (docs/production.md, "Durability"): on SQLite every commit is flushed to disk
-before it returns (`synchronous=FULL`), so a ledger entry answered 201 survives power loss
-or an OS crash. Only writes that are ephemeral by nature opt out, through
+before it returns (`synchronous=FULL`; `write_transaction` flushes its commit itself, just
+after the writer lock, see there), so a ledger entry answered 201 survives power loss or
+an OS crash. Only writes that are ephemeral by nature opt out, through
 `ephemeral_write()`: the gate's nonces. PostgreSQL's default `synchronous_commit=on` is
 durable already.
 """
@@ -282,17 +283,40 @@ def write_transaction():
     `BEGIN IMMEDIATE` makes two concurrent writers queue on the busy timeout instead of
     both reading under a shared lock and then deadlocking when they upgrade. PostgreSQL
     uses an ordinary transaction; its row locks and conditional updates do the rest.
+
+    On SQLite the commit is as durable as `synchronous=FULL` but flushed after the writer
+    lock is released (a group commit): the transaction commits with NORMAL, then this
+    thread flushes the write-ahead log (`fdatasync`) before returning, so the caller
+    answers only once the commit is on disk, while the next writer already runs (one
+    flush covers every commit written before it).
     """
     if is_sqlite():
-        if database.obj.in_transaction():  # a savepoint: the outer transaction holds the lock
-            with database.obj.atomic("IMMEDIATE") as txn:
+        db = database.obj
+        if db.in_transaction():  # a savepoint: the outer transaction holds the lock
+            with db.atomic("IMMEDIATE") as txn:
                 yield txn
             return
-        with SQLITE_WRITE_LOCK, database.obj.atomic("IMMEDIATE") as txn:
+        with SQLITE_WRITE_LOCK, ephemeral_write(), db.atomic("IMMEDIATE") as txn:
             yield txn
+        flush_sqlite_log(db)
     else:
         with database.atomic() as txn:
             yield txn
+
+
+def flush_sqlite_log(db: peewee.SqliteDatabase) -> None:
+    """Put every commit written so far to `db` on disk: `fdatasync` of its write-ahead log
+    (what `synchronous=FULL` does at each commit, here outside the writer lock)."""
+    if db.database in ("", ":memory:") or db.database.startswith("file:"):
+        return
+    try:
+        fd = os.open(f"{db.database}-wal", os.O_RDONLY)
+    except FileNotFoundError:  # checkpointed into the database file (synced) and removed
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -71,11 +71,23 @@ def test_every_acknowledged_write_survives_a_sigkill_of_the_server(own_server, o
 
 
 @pytest.mark.sqlite_only  # SQLite's flush setting; PostgreSQL's default synchronous_commit is durable
-def test_sqlite_commits_wait_for_the_disk_and_only_the_gates_nonces_do_not(app):
-    """What docs/production.md ("Durability") promises: writes commit with
-    synchronous=FULL (2), which survives power loss; the gate's nonce insert alone runs
-    with NORMAL (1), and the connection is FULL again after it."""
+def test_sqlite_writes_are_on_disk_before_they_return_and_only_the_gates_nonces_are_not(app, monkeypatch):
+    """What docs/production.md ("Durability") promises: a connection commits with
+    synchronous=FULL (2), which survives power loss; a write transaction commits with
+    NORMAL (1) and then flushes the write-ahead log itself before it returns; the gate's
+    nonce insert alone runs with NORMAL and no flush."""
+    import os
+
     from portal import db
+
+    flushed = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd):
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
 
     def synchronous() -> int:
         return db.database.execute_sql("PRAGMA synchronous").fetchone()[0]
@@ -84,7 +96,11 @@ def test_sqlite_commits_wait_for_the_disk_and_only_the_gates_nonces_do_not(app):
         assert synchronous() == 2
         with db.ephemeral_write():
             assert synchronous() == 1
-        assert synchronous() == 2
+        assert synchronous() == 2 and flushed == []
         with db.write_transaction():
-            with db.ephemeral_write():  # inside a transaction, the transaction's commit decides
-                assert synchronous() == 2
+            db.database.execute_sql("CREATE TABLE probe (x)")
+            with db.write_transaction():  # nested: a savepoint, flushed with the outer commit
+                assert synchronous() == 1
+            assert flushed == []
+        assert flushed == [db.database.obj.database + "-wal"]
+        assert synchronous() == 2
