@@ -110,7 +110,7 @@ def run_server_benchmark(args) -> None:
     env.pop("LOYALTY_DATABASE_URL", None)
     port = free_port()
     log = open(data_dir / "server.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "portal.cli", "serve", "--port", str(port), "--workers", "2"],
+    server = subprocess.Popen([sys.executable, "-m", "portal.cli", "serve", "--init", "--port", str(port), "--workers", "2"],
                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     try:

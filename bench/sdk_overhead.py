@@ -48,7 +48,7 @@ class Server:
         self.env.pop("LOYALTY_DATABASE_URL", None)
         self.log = open(Path(self.dir.name) / "server.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "serve", "--port", str(self.port), "--workers", str(workers)],
+            [sys.executable, "-m", "portal.cli", "serve", "--init", "--port", str(self.port), "--workers", str(workers)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30

@@ -139,7 +139,7 @@ def start_portal(tmp: Path, engine: str, database_url: str | None) -> Target:
     port = free_port()
     log = open(data_dir / "server.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "portal.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "portal.cli", "serve", "--init", "--port", str(port),
          "--workers", str(WORKERS), "--threads", str(THREADS)],
         env=portal_env(data_dir, database_url), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     target = Target(f"portal ({engine})", process, port, data_dir)

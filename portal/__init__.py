@@ -9,8 +9,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def create_app(config: dict | None = None):
+def create_app(config: dict | None = None, *, create: bool = True):
     """Build the Flask app (see `portal.app.create_app`)."""
     from portal.app import create_app as build
 
-    return build(config)
+    return build(config, create=create)

@@ -63,10 +63,12 @@ class BoundedBody:
         return get_input_stream(self.environ, max_content_length=limit)
 
 
-def create_app(config: dict | None = None) -> Flask:
+def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
     """Build the app. `config` overrides settings by their env name without the
-    LOYALTY_ prefix, e.g. {"DATA_DIR": tmp, "DATABASE_URL": "sqlite:///…"}."""
-    settings = load_settings(config)
+    LOYALTY_ prefix, e.g. {"DATA_DIR": tmp, "DATABASE_URL": "sqlite:///…"}. With
+    `create=False` (the CLI without --init) a missing data dir or server secret is a
+    ConfigError rather than created."""
+    settings = load_settings(config, create=create)
     use_settings(settings)
     app = Flask("portal", template_folder=_templates_dir(), static_folder=str(_HERE / "static"))
     app.config.update(
@@ -113,6 +115,17 @@ def create_app(config: dict | None = None) -> Flask:
         if not database_answers():
             return jsonify(status="unavailable"), 503
         return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        """200 when the database answers and its schema is current, else 503 with the
+        reasons (portal.selfcheck; no driver text, hosts or secrets in them)."""
+        from portal.selfcheck import problems
+
+        reasons = problems(settings, secrets=False, detail=False)
+        if reasons:
+            return jsonify(status="not ready", reasons=reasons), 503, {"Cache-Control": "no-store"}
+        return jsonify(status="ready"), 200, {"Cache-Control": "no-store"}
 
     app.wsgi_app = HealthCheckFirst(app.wsgi_app)
     return app

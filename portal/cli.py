@@ -3,22 +3,133 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
 from portal.config import ConfigError
 
+INIT_HELP = ("Create what does not exist yet: the data dir, the server's generated secrets and "
+             "the database's schema (a first run). Without it the command stops, creating nothing.")
 
-def _app():
-    """The app for a command, or a one-line error and exit status 2."""
+
+def _init_option(command):
+    return click.option("--init", is_flag=True, help=INIT_HELP)(command)
+
+
+def _app(*, init: bool = False, first_run: bool = False):
+    """The app for a command, after one line on stderr naming the database and data dir.
+
+    Without `init` nothing is created: a missing data dir, a database that does not exist
+    or was never migrated, or a server secret that would have to be generated stops the
+    command with one line saying so. `first_run` (serve, migrate, demo) allows creating
+    them when no location is configured at all and ./instance does not exist yet: the
+    README's quick start on a fresh machine; it says so. Whatever a failing command
+    created is removed again (_undo)."""
     from portal import create_app
+    from portal.config import locate, masked_url
 
+    location = locate()
+    _say(f"Using database {masked_url(location.database_url)}, data dir {location.data_dir}")
+    quick_start = first_run and not location.configured and not location.data_dir.exists()
+    may_create = init or quick_start
+    if not may_create:
+        _refuse_fresh(location)
+    elif quick_start:
+        _say(f"First run: creating {location.data_dir} with a new SQLite database and server secrets "
+             "(set LOYALTY_DATA_DIR or use --env-file to use an existing one).")
+    _undo.note(location)
     try:
-        return create_app()
+        return create_app(create=may_create)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+_server_log = None  # serve's logger, once serve has set up the log format
+
+
+def _say(message: str) -> None:
+    """A note for the operator on stderr: a log line under serve (one format for every line
+    of a server's output), a plain line for the other commands."""
+    if _server_log is not None:
+        _server_log.info("%s", message)
+    else:
+        click.echo(message, err=True)
+
+
+def _refuse_fresh(location) -> None:
+    """Stop (creating nothing) when the data dir or the database is not there yet."""
+    from portal import db
+    from portal.config import masked_url
+
+    shown = masked_url(location.database_url)
+    where = "LOYALTY_DATA_DIR / LOYALTY_DATABASE_URL (or --env-file)"
+    if not location.data_dir.is_dir():
+        _fail(f"data dir {location.data_dir} does not exist, so nothing was done. Check {where}, "
+              "or pass --init to create it")
+    path = db.sqlite_path(location.database_url)
+    if path is not None and not path.exists():
+        _fail(f"database {shown} does not exist, so nothing was done. Check {where}, "
+              "or pass --init to create it")
+    try:
+        database = db.open_database(location.database_url)
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        applied, _, _ = db.schema_status(database)
+    except Exception as exc:  # an unreachable database or a bad URL: one line, no traceback
+        _fail(f"cannot reach the database: {_one_line(exc)}")
+    finally:
+        db.close_database(database)
+    if not applied:
+        _fail(f"database {shown} is empty (never migrated), so nothing was done. Check {where}, "
+              "or pass --init to create its schema")
+
+
+class _Undo:
+    """What a command created in the data dir (the dir itself, generated secrets, a new
+    SQLite file), removed again when the command fails: a failed command leaves nothing."""
+
+    def __init__(self):
+        self.paths: list[Path] = []
+        self.made_dir: Path | None = None
+
+    def note(self, location) -> None:
+        from portal import db
+        from portal.config import GENERATED_FILES
+
+        self.made_dir = None if location.data_dir.exists() else location.data_dir
+        candidates = [location.data_dir / name for name in GENERATED_FILES]
+        sqlite = db.sqlite_path(location.database_url)
+        if sqlite is not None:
+            candidates += [Path(f"{sqlite}{suffix}") for suffix in db.SQLITE_COMPANIONS]
+        self.paths = [path for path in candidates if not path.exists()]
+
+    def done(self) -> None:
+        """The command got past the point of failing: keep what it made."""
+        self.paths, self.made_dir = [], None
+
+    def run(self) -> None:
+        from portal import db
+
+        if not self.paths and self.made_dir is None:
+            return
+        db.close_all()
+        for path in self.paths:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        if self.made_dir is not None:
+            shutil.rmtree(self.made_dir, ignore_errors=True)
+        self.done()
+
+
+_undo = _Undo()
 
 
 def _fail(message: str):
@@ -60,26 +171,50 @@ class _OneLineErrors(click.Group):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
+            _undo.run()
             hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
             click.echo(f"Error: {exc.format_message()}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
+            _undo.run()
             exc.show()
             sys.exit(exc.exit_code)
         except click.Abort:
+            _undo.run()
             click.echo("Aborted.", err=True)
             sys.exit(1)
+        except Exception:
+            _undo.run()
+            raise
+        _undo.done()
         sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="loyalty-portal")
-def main():
+@click.option("--env-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Read settings from this KEY=VALUE file first, the way systemd's EnvironmentFile= "
+                   "does (no shell: & $ and spaces are taken literally); its values win over the environment.")
+def main(env_file):
     """The Loyalty Partner Platform: partner portal and signed loyalty API.
 
     Configuration comes from LOYALTY_* environment variables (and a .env file in the
-    working folder); nothing is required for a first run.
+    working folder, or --env-file). Every command first says, on stderr, which database
+    and data dir it uses.
+
+    Nothing is created behind your back: a command pointed at a data dir or database that
+    does not exist yet (or was never migrated) stops with exit status 1 unless given
+    --init. One exception keeps the quick start one command: serve, migrate and demo
+    create ./instance by themselves when it does not exist and neither LOYALTY_DATA_DIR
+    nor LOYALTY_DATABASE_URL is set anywhere, and say so.
     """
+    if env_file:
+        from portal.config import read_env_file
+
+        try:
+            os.environ.update(read_env_file(env_file))
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -87,22 +222,34 @@ def main():
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
-def serve(host, port, workers, threads):
+@_init_option
+def serve(host, port, workers, threads, init):
     """Run the portal and API under gunicorn (a production WSGI server).
 
-    Creates or upgrades the database first, so a fresh machine needs nothing else.
+    Upgrades the database's schema first. On a fresh machine with nothing configured it
+    creates ./instance by itself (the quick start); any other data dir or database that
+    does not exist yet, or was never migrated, needs --init once.
     """
+    global _server_log
     from gunicorn.app.base import BaseApplication
 
-    from portal import db
+    from portal import db, logs
 
-    app = _app()
+    # Before anything logs: every line of the server's output, gunicorn's too, in one format.
+    try:
+        log_config = logs.logging_config()
+    except ConfigError as exc:
+        _fail(str(exc))
+    logs.configure()
+    _server_log = logs.get_logger("portal.cli")
+    app = _app(init=init, first_run=True)
     applied = _run_migrations(app)
     if applied:
-        click.echo(f"Database migrated: {', '.join(applied)}")
+        _say(f"Database migrated: {', '.join(applied)}")
     db.database.close()  # each worker opens its own connections after the fork
     _check_port_free(host, port)
-    click.echo(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
+    _undo.done()  # from here on the server runs: what it set up stays
+    _say(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
 
     class Server(BaseApplication):
         def load_config(self):
@@ -110,7 +257,8 @@ def serve(host, port, workers, threads):
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
-            self.cfg.set("accesslog", None)  # the app logs each API request itself
+            self.cfg.set("accesslog", None)  # the app logs each request itself, with its client
+            self.cfg.set("logconfig_dict", log_config)  # gunicorn's own lines in the same format
             self.cfg.set("timeout", 60)
             # gunicorn's control socket is one file per user: a second server on the host
             # would take it over and delete it on exit. Nothing here uses it.
@@ -156,9 +304,14 @@ def _one_line(exc: Exception) -> str:
 
 
 @main.command()
-def migrate():
-    """Create or upgrade the database schema (safe to run twice)."""
-    applied = _run_migrations(_app())
+@_init_option
+def migrate(init):
+    """Upgrade the database schema (safe to run twice); with --init, create it.
+
+    A database that was never migrated (a new PostgreSQL database, a SQLite file that does
+    not exist) needs --init, so a wrong LOYALTY_DATABASE_URL is not silently set up anew.
+    """
+    applied = _run_migrations(_app(init=init, first_run=True))
     click.echo(f"Applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "Database is up to date.")
 
 
@@ -167,13 +320,14 @@ def migrate():
 @click.option("--business", required=True, help="The partner's business name.")
 @click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create_user(email, business, password_stdin, as_json):
+@_init_option
+def create_user(email, business, password_stdin, as_json, init):
     """Create a partner account (organisation and owner user)."""
     from portal.domain import DomainError
     from portal.domain.accounts import create_partner_account
 
     password = sys.stdin.readline().rstrip("\r\n")
-    app = _app()
+    app = _app(init=init)
     _run_migrations(app)
     with app.app_context():
         try:
@@ -186,7 +340,8 @@ def create_user(email, business, password_stdin, as_json):
 
 @main.command()
 @click.argument("email")
-def invite(email):
+@_init_option
+def invite(email, init):
     """Allow EMAIL to sign up (a new partner) while LOYALTY_SIGNUP=invite.
 
     Teammates of an existing partner are invited from the portal's Team page instead.
@@ -194,7 +349,7 @@ def invite(email):
     from portal.domain import DomainError
     from portal.domain.accounts import invite_email
 
-    app = _app()
+    app = _app(init=init)
     _run_migrations(app)
     with app.app_context():
         try:
@@ -206,7 +361,8 @@ def invite(email):
 
 @main.command("turn-off-two-factor")
 @click.argument("email")
-def turn_off_two_factor(email):
+@_init_option
+def turn_off_two_factor(email, init):
     """Turn off two-factor authentication for EMAIL (lost phone and recovery codes).
 
     Check who is asking first: this lets the password alone sign in again. The user's
@@ -216,7 +372,7 @@ def turn_off_two_factor(email):
     from portal.domain.two_factor import reset_two_factor
     from portal.models import User
 
-    app = _app()
+    app = _app(init=init)
     _run_migrations(app)
     with app.app_context():
         user = User.get_or_none(User.email == email.strip().lower())
@@ -231,13 +387,14 @@ def turn_off_two_factor(email):
 @click.option("--owner", required=True, help="Email of an existing partner user.")
 @click.option("--name", required=True, help="Application name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: app_id, app_secret.")
-def create_app_command(owner, name, as_json):
+@_init_option
+def create_app_command(owner, name, as_json, init):
     """Create an application; prints its App ID and App Secret (shown once)."""
     from portal.domain import DomainError
     from portal.domain.applications import create_application
     from portal.models import User
 
-    app = _app()
+    app = _app(init=init)
     _run_migrations(app)
     with app.app_context():
         user = User.get_or_none(User.email == owner.strip().lower())
@@ -259,13 +416,14 @@ def create_app_command(owner, name, as_json):
 @click.option("--name", default="CLI key", show_default=True, help="Key name.")
 @click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None, help="Expire after D days (default never).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: api_key, mode, scopes.")
-def create_key(app_id, mode, scopes, name, expires_in_days, as_json):
+@_init_option
+def create_key(app_id, mode, scopes, name, expires_in_days, as_json, init):
     """Create an API key; prints it once."""
     from portal.domain import DomainError
     from portal.domain.applications import issue_api_key
     from portal.models import Application
 
-    app = _app()
+    app = _app(init=init)
     _run_migrations(app)
     with app.app_context():
         application = Application.get_or_none(Application.app_id == app_id)
@@ -286,14 +444,20 @@ def rotate_encryption_key():
     """Re-encrypt stored App Secrets and two-factor secrets under the first LOYALTY_ENCRYPTION_KEY.
 
     Rotation: put the new key first (LOYALTY_ENCRYPTION_KEY=NEW,OLD) on every instance and
-    restart, run this once, then drop OLD.
+    restart, run this once, then drop OLD. Keep OLD in your records as long as backups made
+    under it exist: a restored backup needs it (docs/production.md). A database holding no
+    secret at all is an error (exit 1): it is most likely not the database you meant.
     """
     from portal.domain.applications import reencrypt_app_secrets
     from portal.domain.two_factor import reencrypt_totp_secrets
+    from portal.selfcheck import secret_counts
 
     app = _app()
     _run_migrations(app)
     with app.app_context():
+        if not any(secret_counts().values()):
+            _fail("the database holds no App Secret and no two-factor secret, so nothing was re-encrypted. "
+                  "If it should, this is the wrong database: check LOYALTY_DATABASE_URL (or --env-file)")
         try:
             count = reencrypt_app_secrets()
             totp_count = reencrypt_totp_secrets()
@@ -305,11 +469,16 @@ def rotate_encryption_key():
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: email, password, app_id, app_secret, test_key, prod_key.")
-def demo(as_json):
-    """Create a demo partner with a program, an application and a test and a prod key."""
+@_init_option
+def demo(as_json, init):
+    """Create a demo partner with a program, an application and a test and a prod key.
+
+    Like serve, it creates ./instance by itself when nothing is configured and it does not
+    exist yet; any other data dir or database that does not exist yet needs --init.
+    """
     from portal.domain.demo import create_demo
 
-    app = _app()
+    app = _app(init=init, first_run=True)
     _run_migrations(app)
     with app.app_context():
         creds = create_demo()
@@ -322,6 +491,29 @@ def demo(as_json):
         f"Test key:     {creds['test_key']}",
         f"Prod key:     {creds['prod_key']}",
     ])
+
+
+@main.command(short_help="Check the database, its schema and the encryption keys.")
+def check():
+    """Check that the settings point at a reachable database with the current schema and
+    that the encryption keys decrypt every stored secret. Exit 0 with a one-line summary,
+    1 with each problem on its own line. Creates and changes nothing."""
+    from portal import db
+    from portal.selfcheck import problems, secret_counts
+
+    app = _app()
+    with app.app_context():
+        from portal.config import current_settings
+
+        found = problems(current_settings())
+        if found:
+            for problem in found:
+                click.echo(f"Problem: {problem}", err=True)
+            _fail(f"{len(found)} problem(s): this deployment is not ready to serve")
+        applied, _, _ = db.schema_status()
+        counts = secret_counts()
+    held = ", ".join(f"{count} {what}(s)" for what, count in counts.items() if count or what == "App Secret")
+    click.echo(f"OK: database answers, schema current ({len(applied)} migrations), {held} decrypt.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ and stored App Secrets readable.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,20 @@ PASSWORD_HASHING = ("argon2", "fast")
 
 class ConfigError(Exception):
     """A setting is unusable; the message is one line meant for the operator."""
+
+
+class MissingSetup(ConfigError):
+    """Something the settings point at does not exist yet (a data dir, a generated secret)
+    and the caller asked that nothing be created."""
+
+
+# The generated files of the data dir and the setting each one stands in for.
+_GENERATED_SETTINGS = {
+    "secret_key": "LOYALTY_SECRET_KEY",
+    "encryption_key": "LOYALTY_ENCRYPTION_KEY",
+    "key_pepper": "LOYALTY_KEY_PEPPER",
+}
+GENERATED_FILES = tuple(_GENERATED_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,7 @@ class Settings:
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
     public_url: str | None = None  # where partners reach the portal; the base of emailed links
+    log_format: str = "text"  # "json": one JSON object per log line (portal.logs; serve applies it)
     extra: dict = field(default_factory=dict)
 
 
@@ -59,13 +75,20 @@ def _private_dir(path: Path) -> None:
         pass  # a dir another user owns stays as it is: the operator chose it
 
 
-def _generated_once(data_dir: Path, name: str, make) -> str:
-    """Read a secret from the data dir, creating it (mode 0600) on first use."""
+def _generated_once(data_dir: Path, name: str, make, *, create: bool = True) -> str:
+    """Read a secret from the data dir, creating it (mode 0600) on first use (only with
+    `create`: otherwise a missing file is a ConfigError, for the CLI to report)."""
     path = data_dir / name
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
+    if not create:
+        setting = _GENERATED_SETTINGS[name]
+        raise MissingSetup(
+            f"{setting} is not set and {path} does not exist: a newly generated one would not match "
+            f"what the database was set up with. Set {setting} (or use --env-file), or pass --init to generate it"
+        )
     value = make()
     # O_EXCL: when several workers start at once, exactly one writes the file and the
     # others read what it wrote.
@@ -78,8 +101,23 @@ def _generated_once(data_dir: Path, name: str, make) -> str:
     return value
 
 
-def load_settings(overrides: dict | None = None) -> Settings:
-    """Build the settings from env vars, `.env` and `overrides` (tests pass a dict)."""
+def open_private(path: str | Path, mode: str = "wb"):
+    """Open `path` for writing, readable by its owner only (0600) whatever the umask: for
+    every file the platform writes that holds secrets or data (generated keys, dumps,
+    backups, exports). A file that existed is truncated and tightened to 0600 first."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # a file another user owns stays as it is
+    return os.fdopen(fd, mode)
+
+
+def load_settings(overrides: dict | None = None, *, create: bool = True) -> Settings:
+    """Build the settings from env vars, `.env` and `overrides` (tests pass a dict).
+
+    `create=False` (the CLI without --init) creates nothing: a missing data dir or a
+    server secret that would have to be generated raises MissingSetup instead."""
     load_dotenv(Path.cwd() / ".env", override=False)
     overrides = dict(overrides or {})
 
@@ -88,7 +126,9 @@ def load_settings(overrides: dict | None = None) -> Settings:
             return overrides.pop(name)
         return os.environ.get(f"LOYALTY_{name}", default)
 
-    data_dir = Path(get("DATA_DIR", "./instance")).expanduser().resolve()
+    data_dir = Path(get("DATA_DIR") or "./instance").expanduser().resolve()  # empty: unset, as locate()
+    if not create and not data_dir.is_dir():
+        raise MissingSetup(f"data dir {data_dir} does not exist")
     _private_dir(data_dir)
 
     database_url = get("DATABASE_URL") or f"sqlite:///{data_dir / 'loyalty.db'}"
@@ -99,10 +139,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
         )
 
     secret_key = get("SECRET_KEY") or _generated_once(
-        data_dir, "secret_key", lambda: secrets.token_urlsafe(48)
+        data_dir, "secret_key", lambda: secrets.token_urlsafe(48), create=create
     )
     raw_keys = get("ENCRYPTION_KEY") or _generated_once(
-        data_dir, "encryption_key", lambda: Fernet.generate_key().decode()
+        data_dir, "encryption_key", lambda: Fernet.generate_key().decode(), create=create
     )
     # Several comma-separated keys rotate the encryption key: the first encrypts, all decrypt.
     encryption_keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
@@ -115,7 +155,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
                 "(32 url-safe base64-encoded bytes)"
             ) from None
     pepper = get("KEY_PEPPER") or _generated_once(
-        data_dir, "key_pepper", lambda: secrets.token_urlsafe(32)
+        data_dir, "key_pepper", lambda: secrets.token_urlsafe(32), create=create
     )
 
     signup = (get("SIGNUP", "open") or "open").lower()
@@ -144,6 +184,10 @@ def load_settings(overrides: dict | None = None) -> Settings:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError("LOYALTY_PUBLIC_URL must be the portal's address, like https://partners.example.com")
 
+    from portal.logs import log_format as checked_log_format
+
+    log_format = checked_log_format(get("LOG_FORMAT") or "")
+
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -159,8 +203,74 @@ def load_settings(overrides: dict | None = None) -> Settings:
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
         public_url=public_url,
+        log_format=log_format,
         extra=overrides,
     )
+
+
+# -- where the settings point, before anything is created (the CLI's first line) ----------
+
+@dataclass(frozen=True)
+class Location:
+    """The data dir and database the settings name, worked out without creating anything."""
+
+    data_dir: Path
+    database_url: str
+    configured: bool  # LOYALTY_DATA_DIR or LOYALTY_DATABASE_URL is set (env, .env, --env-file)
+
+
+def locate() -> Location:
+    """Which data dir and database `load_settings` would use (it creates nothing)."""
+    load_dotenv(Path.cwd() / ".env", override=False)
+    raw_dir = (os.environ.get("LOYALTY_DATA_DIR") or "").strip()
+    raw_url = (os.environ.get("LOYALTY_DATABASE_URL") or "").strip()
+    data_dir = Path(raw_dir or "./instance").expanduser().resolve()
+    return Location(data_dir=data_dir, database_url=raw_url or f"sqlite:///{data_dir / 'loyalty.db'}",
+                    configured=bool(raw_dir or raw_url))
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to print: its password (if any) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("://", 1)[0] + "://…"
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them, with no shell involved:
+    blank lines and lines starting with # or ; are skipped, a value may be wrapped in
+    single or double quotes, and everything else (`&`, `$`, spaces) is taken literally.
+    A line that is not KEY=VALUE is a ConfigError naming its number (never its text,
+    which may hold a secret)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ConfigError(f"cannot read env file {path}: {reason}") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        name, sep, value = stripped.partition("=")
+        name = name.strip()
+        if not sep or not _ENV_NAME.match(name):
+            raise ConfigError(f"env file {path}, line {number}: expected NAME=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
 
 
 _active: Settings | None = None

@@ -90,6 +90,10 @@ def hash_api_key(key: str, pepper: bytes) -> str:
     return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+class SecretUnreadable(ValueError):
+    """A stored secret does not decrypt with any of the configured encryption keys."""
+
+
 class SecretBox:
     """Encrypts App Secrets at rest with Fernet; the first key encrypts, every key decrypts
     (so the server's own encryption key can be rotated, see the README)."""
@@ -104,7 +108,7 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken:
-            raise ValueError(
+            raise SecretUnreadable(
                 "an App Secret cannot be decrypted with LOYALTY_ENCRYPTION_KEY"
             ) from None
 
@@ -113,6 +117,6 @@ class SecretBox:
         try:
             return self._fernet.rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken:
-            raise ValueError(
+            raise SecretUnreadable(
                 "an App Secret cannot be decrypted with LOYALTY_ENCRYPTION_KEY"
             ) from None

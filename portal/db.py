@@ -378,6 +378,14 @@ def release_connection() -> None:
         db._state.reset()
 
 
+def close_database(db: peewee.Database) -> None:
+    """Close a database object that is not the bound one (every pooled connection too)."""
+    if isinstance(db, PostgresPool):
+        db.close_all()
+    else:
+        db.close()
+
+
 def close_all() -> None:
     """Close every connection this process holds (the pool's idle ones too)."""
     db = database.obj
@@ -418,6 +426,34 @@ def migrate(db: peewee.Database | None = None) -> list[str]:
         if pending:
             router.run()
     return pending
+
+
+def known_migrations() -> list[str]:
+    """The names of the migrations this version ships, in order."""
+    return sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9]*.py"))
+
+
+def schema_status(db: peewee.Database | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(applied, pending, unknown) migration names, read without changing anything:
+    `pending` are shipped but not applied, `unknown` applied but not shipped (a database
+    a newer version migrated). A database never migrated has applied == []."""
+    db = db or database.obj
+    with _connected(db):
+        applied: list[str] = []
+        if "migratehistory" in db.get_tables():
+            applied = [name for (name,) in db.execute_sql("SELECT name FROM migratehistory ORDER BY id")]
+    known = known_migrations()
+    return applied, [m for m in known if m not in applied], [m for m in applied if m not in known]
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a sqlite:/// URL names (None for another engine or an in-memory database)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    name = urlsplit(url).path[1:]  # as peewee's URL parser reads it
+    if not name or name == ":memory:":
+        return None
+    return Path(name)
 
 
 MIGRATION_LOCK_ID = 0x4C6F79616C7479  # "Loyalty": any constant shared by every instance

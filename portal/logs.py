@@ -14,8 +14,14 @@ line, whoever configured the handlers (gunicorn, pytest, an operator's logging c
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
+import os
 import re
+import secrets
+import sys
+import time
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, the bidirectional
 # overrides (which make a line read differently from what it holds), surrogates (which
@@ -50,6 +56,7 @@ class EscapeRequestValues(logging.Filter):
     """Escapes a record's message and arguments in place (see the module docstring)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.escaped = True  # the formatters below need not escape it again
         if isinstance(record.msg, str):
             record.msg = escape_for_log(record.msg)
         if isinstance(record.args, dict):
@@ -84,3 +91,117 @@ def where_raised(exc: BaseException) -> str:
         tb = tb.tb_next
     place = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
     return f"{exc.__class__.__name__} at {place}"
+
+
+# -- the format of every line ------------------------------------------------------------
+#
+# One format for the whole process: gunicorn's own lines, the app's, the database outage
+# lines. `serve` installs it (logging_config, given to gunicorn as logconfig_dict); other
+# commands get it from console_handler. LOYALTY_LOG_FORMAT=json makes each line one JSON
+# object instead (DESIGN.md §14).
+
+LOG_FORMATS = ("text", "json")
+
+
+def _utc_time(record: logging.LogRecord) -> str:
+    """ISO 8601 UTC with milliseconds: 2026-12-03T11:04:05.123Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def request_id() -> str:
+    """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`: the
+    X-Request-Id of its response (portal.api.errors) and the request_id of its log lines."""
+    from flask import g  # here, not at the top: the domain's loggers load no Flask
+
+    rid = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = "req_" + secrets.token_hex(12)  # one urandom call, not 24
+    return rid
+
+
+def _request_id() -> str | None:
+    """The id of the request being served, or None outside a request."""
+    from flask import has_request_context
+
+    return request_id() if has_request_context() else None
+
+
+class LineFormatter(logging.Formatter):
+    """`2026-12-03T11:04:05.123Z INFO portal.api: message`: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not getattr(record, "escaped", False):  # another library's line (gunicorn's)
+            message = escape_for_log(message)
+        line = f"{_utc_time(record)} {record.levelname} {record.name}: {message}"
+        if record.exc_info:  # a library that logged a traceback: its type and place only
+            line += f" ({where_raised(record.exc_info[1])})"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id (while serving a
+    request), and the fields a line carries (`extra={"fields": {...}}`; /v1 requests: the
+    request log's fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": _utc_time(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        rid = _request_id()
+        if rid:
+            entry["request_id"] = rid
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for name, value in fields.items():
+                entry.setdefault(name, value)
+        if record.exc_info:
+            entry["exception"] = where_raised(record.exc_info[1])
+        # ensure_ascii: a line feed or any control character is an escape, never a new line.
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
+def log_format(value: str | None = None) -> str:
+    """LOYALTY_LOG_FORMAT (or `value`), checked: "text" (the default) or "json"."""
+    from portal.config import ConfigError
+
+    chosen = (value if value is not None else os.environ.get("LOYALTY_LOG_FORMAT", "")).strip().lower() or "text"
+    if chosen not in LOG_FORMATS:
+        raise ConfigError("LOYALTY_LOG_FORMAT must be 'text' (the default) or 'json'")
+    return chosen
+
+
+def formatter(fmt: str | None = None) -> logging.Formatter:
+    return JsonFormatter() if log_format(fmt) == "json" else LineFormatter()
+
+
+def console_handler(fmt: str | None = None) -> logging.Handler:
+    """A stderr handler in the platform's format, for a logger nobody configured."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(fmt))
+    return handler
+
+
+def logging_config(fmt: str | None = None) -> dict:
+    """The dictConfig of a server process: every logger (the root, gunicorn's error and
+    access logs, the platform's) writes to stderr in one format."""
+    fmt = log_format(fmt)
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"platform": {"()": JsonFormatter if fmt == "json" else LineFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "platform",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            # The app writes its own line per request (with request id, key and client);
+            # gunicorn's access line would repeat it.
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            "portal": {"level": "INFO", "handlers": [], "propagate": True},
+        },
+    }
+
+
+def configure(fmt: str | None = None) -> None:
+    """Install `logging_config` in this process (serve does, before anything logs)."""
+    logging.config.dictConfig(logging_config(fmt))

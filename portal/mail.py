@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-import sys
 import threading
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -101,6 +100,6 @@ def _ensure_console_handler() -> None:
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
     if not log.hasHandlers():
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
+        from portal.logs import console_handler
+
+        log.addHandler(console_handler())

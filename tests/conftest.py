@@ -394,7 +394,8 @@ class LiveServer:
         self.log = open(self.log_path, "ab")
         # Its own process group, so `kill()` takes the workers down with the master.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [sys.executable, "-m", "portal.cli", "serve", "--init", "--port", str(self.port),
+             "--workers", str(self.workers)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 30

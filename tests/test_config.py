@@ -32,6 +32,7 @@ def test_environment_values_win_over_generated_ones(tmp_path, monkeypatch):
         ("DATABASE_URL", "mysql://x", "must start with sqlite:/// or postgresql://"),
         ("SIGNUP", "sometimes", "'open' or 'invite'"),
         ("ENCRYPTION_KEY", "too-short", "Fernet keys"),
+        ("LOG_FORMAT", "xml", "LOYALTY_LOG_FORMAT must be 'text'"),
     ],
 )
 def test_a_wrong_setting_is_one_clear_line(tmp_path, name, value, says):

@@ -39,8 +39,8 @@ def stored_secret(tmp_path, encryption_key) -> str:
 def test_rotation_re_encrypts_every_secret_under_the_new_key(cli, tmp_path):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     assert cli(old, "create-user", "--email", "o@shop.example", "--business", "Shop", "--password-stdin",
-               stdin="a long enough passphrase\n").exit_code == 0
-    created = json.loads(cli(old, "create-app", "--owner", "o@shop.example", "--name", "Till", "--json").output)
+               "--init", stdin="a long enough passphrase\n").exit_code == 0
+    created = json.loads(cli(old, "create-app", "--owner", "o@shop.example", "--name", "Till", "--json").stdout)
 
     result = cli(f"{new},{old}", "rotate-encryption-key")
     assert result.exit_code == 0, result.output
@@ -53,9 +53,9 @@ def test_rotation_re_encrypts_every_secret_under_the_new_key(cli, tmp_path):
 
 def test_rotation_without_the_old_key_changes_nothing_and_says_why(cli, tmp_path):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    cli(old, "create-user", "--email", "o@shop.example", "--business", "Shop", "--password-stdin",
+    cli(old, "create-user", "--email", "o@shop.example", "--business", "Shop", "--password-stdin", "--init",
         stdin="a long enough passphrase\n")
-    created = json.loads(cli(old, "create-app", "--owner", "o@shop.example", "--name", "Till", "--json").output)
+    created = json.loads(cli(old, "create-app", "--owner", "o@shop.example", "--name", "Till", "--json").stdout)
 
     result = cli(new, "rotate-encryption-key")
     assert result.exit_code != 0

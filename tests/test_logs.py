@@ -50,3 +50,22 @@ def test_every_platform_logger_comes_from_get_logger():
                 if match.group(2) != ".setLevel":
                     offenders.append(f"{path.relative_to(PORTAL.parent)}:{number}")
     assert offenders == []
+
+
+def test_request_lines_name_the_client_behind_a_trusted_proxy(tmp_path, database_url, caplog):
+    from portal import create_app, db
+
+    app = create_app({"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url, "TRUSTED_PROXIES": "1"})
+    client = app.test_client()
+    proxied = {"X-Forwarded-For": "203.0.113.9"}
+    try:
+        with caplog.at_level(logging.INFO, logger="portal"):
+            client.get("/login", headers=proxied)
+            client.get("/v1/key", headers=proxied)
+            client.get("/healthz", headers=proxied)
+    finally:
+        db.close_all()
+    lines = [r.getMessage() for r in caplog.records if r.name in ("portal.web", "portal.api")]
+    assert re.fullmatch(r"portal GET /login 200 [\d.]+ms client=203\.0\.113\.9 user=-", lines[0]), lines
+    assert re.fullmatch(r"api req_\w{24} GET /v1/key 401 [\d.]+ms key=- client=203\.0\.113\.9", lines[1]), lines
+    assert len(lines) == 2  # probes have no line

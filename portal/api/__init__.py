@@ -100,7 +100,6 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-import sys
 import time
 
 from flask import Response, g, request
@@ -108,7 +107,7 @@ from werkzeug.exceptions import HTTPException
 
 from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
-from portal.logs import get_logger
+from portal.logs import console_handler, get_logger
 from portal.signing import NotUtf8, decode_wsgi_path
 
 log = get_logger("portal.api")
@@ -173,8 +172,19 @@ def _finish_request(response: Response) -> Response:
     response.headers.setdefault(REQUEST_ID_HEADER, request_id())
     if _is_api_path(request.path):
         elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
-        log.info("api %s %s %s %s %.1fms key=%s", request_id(), request.method, request.path,
-                 response.status_code, elapsed_ms, g.get("api_key_masked") or _masked_header_key())
+        key = g.get("api_key_masked") or _masked_header_key()
+        client = request.remote_addr or "-"
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        # `fields` are what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs).
+        log.info("api %s %s %s %s %.1fms key=%s client=%s", request_id(), request.method, request.path,
+                 response.status_code, elapsed_ms, key, client,
+                 extra={"fields": {"method": request.method, "path": request.path, "route": rule,
+                                   "status": response.status_code, "duration_ms": round(elapsed_ms, 1),
+                                   "key": key, "app_id": g.get("api_app_id"), "mode": g.get("api_mode"),
+                                   "error_code": g.get("api_error_code"), "client": client,
+                                   "idempotency_key": request.headers.get("Idempotency-Key"),
+                                   "replayed": response.headers.get("Idempotent-Replayed") == "true",
+                                   "user_agent": request.headers.get("User-Agent")}})
     return response
 
 
@@ -199,9 +209,7 @@ def _configure_logging(state):
         logger = get_logger(name)
         logger.setLevel(logging.INFO)
         if not logger.hasHandlers():
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            logger.addHandler(handler)
+            logger.addHandler(console_handler())
 
 
 # Import every resource module so their @endpoint declarations register their routes.

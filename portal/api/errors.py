@@ -11,10 +11,10 @@ this JSON, in one place. Anything else that escapes a view becomes a 500
 from __future__ import annotations
 
 import json
-import secrets
 
 from flask import Response, g
 
+from portal import logs
 from portal.domain import DomainError
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -42,11 +42,8 @@ def error_type(status: int) -> str:
 
 
 def request_id() -> str:
-    """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`."""
-    rid = g.get("request_id")
-    if rid is None:
-        rid = g.request_id = "req_" + secrets.token_hex(12)  # one urandom call, not 24
-    return rid
+    """This request's id (`req_` + 24 hex digits), made on first use (portal.logs)."""
+    return logs.request_id()
 
 
 class ApiError(Exception):
@@ -73,6 +70,7 @@ class ApiError(Exception):
         return {"error": error}
 
     def response(self) -> Response:
+        g.api_error_code = self.code  # for the request's log line
         response = json_response(self.body(), self.status)
         response.headers.update(self.headers)
         return response
@@ -103,6 +101,14 @@ def service_unavailable() -> ApiError:
     return ApiError(503, "service_unavailable",
                     "The service cannot reach its database right now. Please try again in a moment.",
                     headers={"Retry-After": "1", "Cache-Control": "no-store"})
+
+
+def secrets_unreadable() -> ApiError:
+    """503 while the server's encryption keys cannot read an App Secret: the operator's
+    mistake to fix (portal.api.gate logs it), not the partner's, and not a 500."""
+    return ApiError(503, "service_unavailable",
+                    "The service cannot verify signed requests right now. Please try again later.",
+                    headers={"Retry-After": "60", "Cache-Control": "no-store"})
 
 
 # The status of each kind of domain refusal (portal.domain.DomainError.kind).

@@ -32,12 +32,15 @@ from datetime import timedelta
 
 import peewee
 
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, request_id, secrets_unreadable
 from portal.config import current_settings
-from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
+from portal.credentials import MalformedApiKey, SecretUnreadable, hash_api_key, parse_api_key
 from portal.db import SQLITE_WRITE_LOCK, database, ephemeral_write
+from portal.logs import get_logger
 from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
 from portal.signing import NONCE_RE, TIMESTAMP_TOLERANCE, canonical_string, signature_matches
+
+log = get_logger("portal.api")
 
 LAST_USED_EVERY = timedelta(seconds=60)
 # A nonce must be remembered as long as a request carrying it could still pass the
@@ -99,6 +102,20 @@ class _SecretCache:
 
 
 _secrets = _SecretCache()
+
+
+def _decrypted(application: Application, ciphertexts: list[str]) -> list[str]:
+    """The application's valid App Secrets in plain text. One the configured keys cannot
+    read is the operator's problem (a retired key dropped too early, a backup from before
+    a rotation restored): the partner gets a 503 and the log says what to do."""
+    try:
+        return [_secrets.decrypt(c) for c in ciphertexts]
+    except SecretUnreadable:
+        log.error("api %s an App Secret of %s cannot be decrypted with LOYALTY_ENCRYPTION_KEY: a retired key "
+                  "was dropped or a backup made under an older key was restored; add that key back at the end "
+                  "of LOYALTY_ENCRYPTION_KEY (loyalty-portal check lists what is unreadable); answered 503",
+                  request_id(), application.app_id)
+        raise secrets_unreadable() from None
 
 
 def valid_secrets(application_id: int, now=None) -> list[str]:
@@ -300,7 +317,7 @@ def verify_request(method: str, path: str, query, body: bytes, headers) -> Calle
                             "X-Loyalty-Nonce must be 16-64 characters of A-Z, a-z, 0-9, _ and -.",
                             canonical_string=canonical)
     if not (_SIGNATURE_RE.match(provided.strip())
-            and signature_matches([_secrets.decrypt(c) for c in ciphertexts], canonical, provided.strip())):
+            and signature_matches(_decrypted(application, ciphertexts), canonical, provided.strip())):
         raise _unauthorized("invalid_signature",
                             "The signature does not match. Compare canonical_string with the string you signed.",
                             canonical_string=canonical)

@@ -20,11 +20,13 @@ from portal.api.errors import (
     invalid_request,
     json_response,
     request_id,
+    secrets_unreadable,
     service_unavailable,
 )
 from portal.api.gate import Caller, require_scope, verify_request
 from portal.api.idempotency import idempotency_key, run_idempotent
 from portal.api.schema import Body, Query, parse_query
+from portal.credentials import SecretUnreadable
 from portal.db import UNAVAILABLE_ERRORS, release_connection
 from portal.domain import DomainError
 from portal.logs import first_line, get_logger, where_raised
@@ -172,6 +174,7 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         if ep.authenticated:
             caller = verify_request(request.method, request.path, pairs, raw, request.headers)
             g.api_key_masked = caller.key_masked
+            g.api_app_id, g.api_mode = caller.application.app_id, caller.mode
             require_scope(caller, ep.scope)
         query = parse_query(pairs, ep.query)
         body = {}
@@ -197,6 +200,11 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         log.warning("api %s database unavailable: %s", request_id(), first_line(exc))
         release_connection()
         return service_unavailable().response()
+    except SecretUnreadable as exc:  # the server's keys, not a bug: see portal.api.gate
+        log.error("api %s a stored secret cannot be decrypted with LOYALTY_ENCRYPTION_KEY (%s); answered 503; "
+                  "loyalty-portal check lists what is unreadable", request_id(), where_raised(exc))
+        release_connection()
+        return secrets_unreadable().response()
     except Exception as exc:  # the partner gets nothing but the request id
         _log_unhandled(exc)
         return internal_error().response()

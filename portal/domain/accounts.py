@@ -38,6 +38,21 @@ _EMAIL_CHAR = r"[^@\s\x00-\x1f\x7f-\x9f]"
 _EMAIL_RE = re.compile(rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$")
 RESET_LIFETIME = timedelta(hours=1)
 WRONG_LOGIN = "Email or password is incorrect."
+SUSPENDED = ("This partner account is suspended: its team cannot log in or change anything, and its API "
+             "keys are refused. Contact the platform's operator to have it reactivated.")
+
+
+def is_suspended(user: User) -> bool:
+    """The suspension rule (DESIGN.md §14): a partner whose status is not "active" (an
+    operator suspended or disabled it) has no portal and no API; its users are refused."""
+    return not user.partner.is_active
+
+
+def refuse_if_suspended(user: User) -> None:
+    """Invalid (code account_suspended) when the user's partner is suspended; audited."""
+    if is_suspended(user):
+        audit.record("login.refused", user=user, target=user.email, detail="partner suspended")
+        raise Invalid(SUSPENDED, field="email", code="account_suspended")
 
 
 @lru_cache(maxsize=None)
@@ -162,6 +177,7 @@ def log_in(email: str, password: str, *, address: str) -> User:
         raise Invalid(WRONG_LOGIN, field="password", code="wrong_login")
     throttle.forget(attempts)
     throttle.clear(throttle.LOGIN_EMAIL, key)
+    refuse_if_suspended(user)  # only after the right password: a stranger learns nothing
     return user
 
 
@@ -182,6 +198,7 @@ def second_factor(user_id, code: str, *, address: str) -> tuple[User, str]:
                       "authenticator app, or one of your recovery codes.", field="code", code="wrong_code")
     throttle.forget(attempts)
     throttle.clear(throttle.TWO_FACTOR_USER, str(user.id))
+    refuse_if_suspended(user)  # suspended between the password and the code
     return user, how
 
 

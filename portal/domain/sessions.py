@@ -17,7 +17,7 @@ import secrets
 from datetime import timedelta
 
 from portal.config import current_settings
-from portal.models import User, UserSession, utcnow
+from portal.models import Partner, User, UserSession, utcnow
 
 TOUCH_EVERY = timedelta(minutes=1)
 
@@ -48,7 +48,8 @@ def user_for_session(token: str | None, user_id) -> User | None:
     if not token or not isinstance(token, str):
         return None
     digest = token_hash(token)
-    row = (UserSession.select(UserSession, User).join(User)
+    # The partner too: every portal request checks it is not suspended (portal.web.permissions).
+    row = (UserSession.select(UserSession, User, Partner).join(User).join(Partner)
            .where(UserSession.token_hash == digest).first())
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         return None

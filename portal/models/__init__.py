@@ -6,14 +6,16 @@ from portal.models.gate import IdempotencyRecord, Nonce
 from portal.models.loyalty import Claim, LedgerEntry, Member, Otp, OtpSend, Redemption, Referral, StampBalance
 from portal.models.program import Card, Program, Reward
 from portal.models.teams import Attempt, PasswordReset, RecoveryCode, TeamInvite, UserSession
+from portal.models.webhooks import DeliveryAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, WorkerHeartbeat
 
-# In dependency order: what the migrations create (001_initial, then 002_teams …).
+# In dependency order: what the migrations create (001_initial, then 002_teams …, 004_webhooks).
 ALL_MODELS = [
     Partner, User, Invite, Application, AppSecret, ApiKey, AuditEvent,
     Card, Reward, Program,
     Member, StampBalance, LedgerEntry, Redemption, Claim, Referral, Otp, OtpSend,
     Nonce, IdempotencyRecord,
     TeamInvite, UserSession, RecoveryCode, PasswordReset, Attempt,
+    WebhookEndpoint, WebhookEvent, WebhookDelivery, DeliveryAttempt, WorkerHeartbeat,
 ]
 
 __all__ = [m.__name__ for m in ALL_MODELS] + [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from flask import (
@@ -106,6 +107,9 @@ ERROR_TEXT = {
     502: ("Could not be delivered", "A service this depends on did not answer. Please try again in a moment."),
     503: ("Temporarily unavailable", "The service cannot reach its database right now. Please try again in a moment."),
 }
+
+# Requests without a log line of their own: probes and static files.
+UNLOGGED_ENDPOINTS = ("static", "htmx_static", "healthz", "readyz")
 
 CSRF_FAILURE_MESSAGE = (
     "This form has expired or did not come from this site, so nothing was changed. "
@@ -351,11 +355,15 @@ def init_app(app) -> None:
     login_manager.unauthorized_handler(unauthorized_response)
 
     @app.before_request
+    def _start_clock():
+        g.portal_started = time.perf_counter()  # for the request's log line
+
+    @app.before_request
     def _connect():
         # A portal page needs the database (the user, the partner's data): connect up front,
         # so a database that is away answers the portal's 503 page, not half a page.
         # The SDK wheel needs no database: pip installs keep working while it is away.
-        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "sdk.wheel"):
+        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "readyz", "sdk.wheel"):
             database.connect(reuse_if_open=True)
 
     @app.before_request
@@ -400,6 +408,22 @@ def init_app(app) -> None:
             if message is not None:
                 return error_response(400, message)
         return None
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        # One line per portal request, with the client's address (after ProxyFix). Probes
+        # and static files would drown the rest; /v1 has its own line (portal.api).
+        if _is_portal_request() and request.endpoint not in UNLOGGED_ENDPOINTS:
+            elapsed_ms = (time.perf_counter() - g.get("portal_started", time.perf_counter())) * 1000
+            user = g.get("_login_user")  # flask-login's, if this request looked it up: no query here
+            user_id = getattr(user, "id", None)
+            client = request.remote_addr or "-"
+            log.info("portal %s %s %s %.1fms client=%s user=%s", request.method, request.path,
+                     response.status_code, elapsed_ms, client, user_id or "-",
+                     extra={"fields": {"method": request.method, "path": request.path,
+                                       "status": response.status_code, "duration_ms": round(elapsed_ms, 1),
+                                       "client": client, "user_id": user_id}})
+        return response
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from flask import request
 from flask_login import current_user
 
+from portal.domain.accounts import SUSPENDED, is_suspended
 from portal.domain.roles import ACTIONS, ROLE_LABELS, at_least, can
 from portal.logs import get_logger
 
@@ -27,6 +28,7 @@ ROUTE_ROLES: dict[str, str] = {
     "static": PUBLIC,
     "htmx_static": PUBLIC,
     "healthz": PUBLIC,
+    "readyz": PUBLIC,
     "auth.signup": PUBLIC,
     "auth.login": PUBLIC,
     "auth.two_factor": PUBLIC,  # only after a correct password (a marker in the session)
@@ -134,6 +136,11 @@ def check_route():
         raise Forbidden(None)
     if not current_user.is_authenticated:
         return unauthorized_response()
+    if request.endpoint != "auth.logout" and is_suspended(current_user):
+        # The suspension rule: every page says why and nothing can be changed; log-out works.
+        from portal.web import error_response
+
+        return error_response(403, SUSPENDED)
     if not at_least(current_user.role, needed):
         raise Forbidden(needed)
     return None

@@ -110,4 +110,5 @@ def test_a_wrong_database_url_is_one_line_at_start(tmp_path, url, command):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:"), done.stderr
+    # The first line names the database (password masked) and the data dir; then one error.
+    assert len(lines) == 2 and "Using database " in lines[0] and lines[1].startswith("Error:"), done.stderr

@@ -27,15 +27,17 @@ def cli(tmp_path):
 
 
 def one_line_error(result) -> str:
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
+    """The error of a failed command: one line on stderr after the line naming the
+    database and data dir."""
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("Using database "), result.output
+    return lines[1]
 
 
 @pytest.fixture
 def owner(cli):
     result = cli("create-user", "--email", "Owner@Shop.example", "--business", "Shop", "--password-stdin",
-                 stdin="a long enough passphrase\n")
+                 "--init", stdin="a long enough passphrase\n")
     assert result.exit_code == 0, result.output
     return "owner@shop.example"
 
@@ -44,11 +46,11 @@ def owner(cli):
 def app_id(cli, owner):
     result = cli("create-app", "--owner", owner, "--name", "Till", "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)["app_id"]
+    return json.loads(result.stdout)["app_id"]
 
 
 def test_migrate_twice_is_safe(cli):
-    first = cli("migrate")
+    first = cli("migrate", "--init")
     assert first.exit_code == 0 and "Applied" in first.output
     second = cli("migrate")
     assert second.exit_code == 0 and "up to date" in second.output
@@ -71,20 +73,21 @@ def test_create_user_twice_fails_with_one_clear_line(cli, owner):
 
 
 def test_create_user_with_a_short_password_fails_with_one_clear_line(cli):
-    result = cli("create-user", "--email", "x@shop.example", "--business", "Shop", "--password-stdin", stdin="short\n")
+    result = cli("create-user", "--email", "x@shop.example", "--business", "Shop", "--password-stdin", "--init",
+                 stdin="short\n")
     assert result.exit_code != 0 and "at least 10 characters" in one_line_error(result)
 
 
 def test_create_app_json_prints_app_id_and_secret(cli, owner):
     result = cli("create-app", "--owner", owner, "--name", "Till", "--json")
     assert result.exit_code == 0
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert set(data) == {"app_id", "app_secret"}
     assert APP_ID_RE.match(data["app_id"]) and APP_SECRET_RE.match(data["app_secret"])
 
 
 def test_create_app_for_an_unknown_owner_fails_with_one_clear_line(cli):
-    result = cli("create-app", "--owner", "nobody@shop.example", "--name", "Till", "--json")
+    result = cli("create-app", "--owner", "nobody@shop.example", "--name", "Till", "--json", "--init")
     assert result.exit_code != 0 and "no user with email" in one_line_error(result)
 
 
@@ -92,7 +95,7 @@ def test_create_key_json_prints_the_key_mode_and_scopes(cli, app_id):
     result = cli("create-key", "--app", app_id, "--mode", "prod", "--scope", "stamps_write",
                  "--scope", "member_read", "--json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert set(data) == {"api_key", "mode", "scopes"}
     assert parse_api_key(data["api_key"]) == "prod" and data["mode"] == "prod"
     assert data["scopes"] == ["member_read", "stamps_write"]
@@ -108,7 +111,7 @@ def test_create_key_with_bad_input_fails_with_one_clear_line(cli, app_id, args, 
         args = ["--app", app_id, *args]
     result = cli("create-key", *args, "--json")
     assert result.exit_code != 0
-    error = result.output.strip().splitlines()[-1]
+    error = result.stderr.strip().splitlines()[-1]
     assert message in error
     assert "Traceback" not in result.output
 
@@ -131,15 +134,16 @@ def test_arguments_and_passwords_that_are_not_utf8_fail_with_one_clear_line(tmp_
                  [b"create-user", b"--email", b"caf\xe9@example.com", b"--business", b"Shop", b"--password-stdin"],
                  [b"invite", b"\xff@example.com"],
                  [b"create-app", b"--owner", b"a@example.com", b"--name", b"\xed\xa0\x80"]):
-        result = run(*args)
+        result = run(*args, b"--init") if args[0] != b"invite" else run(*args)
         assert result.returncode == 2, result
         lines = result.stderr.decode().strip().splitlines()
         assert len(lines) == 1 and "unpaired surrogate" in lines[0] and "nothing was done" in lines[0], lines
-    result = run("create-user", "--email", "a@example.com", "--business", "Shop", "--password-stdin",
+    result = run("create-user", "--email", "a@example.com", "--business", "Shop", "--password-stdin", "--init",
                  stdin=b"caf\xe9 latin-1 passphrase\n")
     assert result.returncode == 1
-    assert result.stderr.decode().strip().splitlines() == [
+    assert result.stderr.decode().strip().splitlines()[1:] == [
         "Error: The password holds an unpaired surrogate (U+DCE9); use ordinary text."]
     assert b"Traceback" not in result.stdout + result.stderr
     # Nothing was created: the same email signs up fine afterwards.
-    assert run("create-user", "--email", "a@example.com", "--business", "Shop", "--password-stdin").returncode == 0
+    assert run("create-user", "--email", "a@example.com", "--business", "Shop", "--password-stdin",
+               "--init").returncode == 0

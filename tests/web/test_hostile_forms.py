@@ -215,11 +215,16 @@ def test_the_portal_failure_lines_stay_one_line_whatever_the_path(failing_app, c
         assert client.get(f"/boom/x{tail}").status_code == 500
         assert client.get(f"/db-down/x{tail}").status_code == 503
         assert client.post(f"/program{tail}", data={"name": "x"}).status_code == 400  # no CSRF token
-    messages = [record.getMessage() for record in caplog.records if record.name.startswith("portal")]
+    logged = [record.getMessage() for record in caplog.records if record.name.startswith("portal")]
+    # Each request's own line (portal.web, with its client) is escaped the same way.
+    request_lines = [message for message in logged if message.startswith("portal ")]
+    assert [line.split("2026-01-01")[0] for line in request_lines] == [
+        "portal GET /boom/x\\n", "portal GET /db-down/x\\n", "portal POST /program\\n"]
+    messages = [message for message in logged if not message.startswith("portal ")]
     assert len(messages) == 3
     assert messages[0].startswith("unhandled error on GET /boom/x\\n2026-01-01")
     assert messages[1].startswith("database unavailable (GET /db-down/x\\n2026-01-01")
     assert messages[1].endswith("could not connect")  # the driver's first line only
     assert messages[2].startswith("csrf check failed for POST /program\\n2026-01-01")
-    assert not any("\n" in message or "\r" in message for message in messages)
+    assert not any("\n" in message or "\r" in message for message in logged)
     assert "Traceback" not in caplog.text
