@@ -118,11 +118,12 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
 
     @app.get("/readyz")
     def readyz():
-        """200 when the database answers and its schema is current, else 503 with the
+        """200 when the database answers, its schema is current and (when delivery runs) the
+        delivery worker reported within the last minute; else 503 with the
         reasons (portal.selfcheck; no driver text, hosts or secrets in them)."""
         from portal.selfcheck import problems
 
-        reasons = problems(settings, secrets=False, detail=False)
+        reasons = problems(settings, secrets=False, detail=False, worker=True)
         if reasons:
             return jsonify(status="not ready", reasons=reasons), 503, {"Cache-Control": "no-store"}
         return jsonify(status="ready"), 200, {"Cache-Control": "no-store"}

@@ -222,13 +222,15 @@ def main(env_file):
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+@click.option("--no-worker", is_flag=True, help="Leave out the webhook delivery worker (run `loyalty-portal worker` elsewhere).")
 @_init_option
-def serve(host, port, workers, threads, init):
+def serve(host, port, workers, threads, no_worker, init):
     """Run the portal and API under gunicorn (a production WSGI server).
 
     Upgrades the database's schema first. On a fresh machine with nothing configured it
     creates ./instance by itself (the quick start); any other data dir or database that
-    does not exist yet, or was never migrated, needs --init once.
+    does not exist yet, or was never migrated, needs --init once. The webhook delivery
+    worker runs beside it as a child process, unless --no-worker.
     """
     global _server_log
     from gunicorn.app.base import BaseApplication
@@ -268,7 +270,17 @@ def serve(host, port, workers, threads, init):
         def load(self):
             return app
 
-    Server().run()
+    delivery = None
+    if not no_worker:
+        from portal.webhooks_worker import ChildWorker
+
+        delivery = ChildWorker()
+        delivery.start()
+    try:
+        Server().run()
+    finally:
+        if delivery is not None:
+            delivery.stop()
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -301,6 +313,34 @@ def _run_migrations(app) -> list[str]:
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
+
+
+@main.command()
+@click.option("--parent", type=int, hidden=True, help="Stop when this process (serve) ends.")
+def worker(parent):
+    """Deliver webhooks (the worker `serve` runs in the background), until Ctrl+C or SIGTERM.
+
+    Run several, on one machine or many: each attempt is made by exactly one of them. The
+    database must exist and be migrated (by `serve` or `migrate`).
+    """
+    global _server_log
+    from portal import logs
+    from portal.webhooks_worker import run_forever
+
+    try:
+        logs.logging_config()
+    except ConfigError as exc:
+        _fail(str(exc))
+    logs.configure()  # the server's log format (LOYALTY_LOG_FORMAT) for the worker's lines too
+    _server_log = logs.get_logger("portal.cli")
+    app = _app()
+    applied = _run_migrations(app)
+    if applied:
+        _say(f"Database migrated: {', '.join(applied)}")
+    if not parent:
+        _say("Webhook worker running (Ctrl+C stops)")
+    with app.app_context():
+        run_forever(parent_pid=parent)
 
 
 @main.command()
@@ -420,7 +460,9 @@ def create_app_command(owner, name, as_json, init):
 def create_key(app_id, mode, scopes, name, expires_in_days, as_json, init):
     """Create an API key; prints it once."""
     from portal.domain import DomainError
+    from portal.api.key import api_key_json
     from portal.domain.applications import issue_api_key
+    from portal.domain.events import with_event
     from portal.models import Application
 
     app = _app(init=init)
@@ -431,7 +473,10 @@ def create_key(app_id, mode, scopes, name, expires_in_days, as_json, init):
             _fail(f"no application with App ID {app_id}")
         expires = timedelta(days=expires_in_days) if expires_in_days else None
         try:
-            key, plaintext = issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires)
+            (key, plaintext), _ = with_event(
+                application, mode, "api_key.created",
+                lambda: issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires),
+                lambda issued: api_key_json(issued[0], application.app_id))
         except DomainError as exc:
             _fail(exc.message)
         _emit({"api_key": plaintext, "mode": key.mode, "scopes": key.scope_list}, as_json,
@@ -441,7 +486,7 @@ def create_key(app_id, mode, scopes, name, expires_in_days, as_json, init):
 
 @main.command("rotate-encryption-key")
 def rotate_encryption_key():
-    """Re-encrypt stored App Secrets and two-factor secrets under the first LOYALTY_ENCRYPTION_KEY.
+    """Re-encrypt stored App Secrets, two-factor and webhook signing secrets under the first LOYALTY_ENCRYPTION_KEY.
 
     Rotation: put the new key first (LOYALTY_ENCRYPTION_KEY=NEW,OLD) on every instance and
     restart, run this once, then drop OLD. Keep OLD in your records as long as backups made
@@ -450,6 +495,7 @@ def rotate_encryption_key():
     """
     from portal.domain.applications import reencrypt_app_secrets
     from portal.domain.two_factor import reencrypt_totp_secrets
+    from portal.domain.webhooks import reencrypt_endpoint_secrets
     from portal.selfcheck import secret_counts
 
     app = _app()
@@ -461,10 +507,11 @@ def rotate_encryption_key():
         try:
             count = reencrypt_app_secrets()
             totp_count = reencrypt_totp_secrets()
+            webhook_count = reencrypt_endpoint_secrets()
         except ValueError as exc:
             _fail(f"{exc}; nothing was changed (is the old key still in the list?)")
-    click.echo(f"Re-encrypted {count} App Secret(s) and {totp_count} two-factor secret(s) "
-               "under the first encryption key.")
+    click.echo(f"Re-encrypted {count} App Secret(s), {totp_count} two-factor secret(s) and "
+               f"{webhook_count} webhook endpoint secret(s) under the first encryption key.")
 
 
 @main.command()

@@ -56,6 +56,10 @@ class Settings:
     password_hashing: str = "argon2"  # "fast": argon2 at its minimum cost, for test suites
     session_idle_hours: int = 12  # a portal session ends after this long without a request
     public_url: str | None = None  # where partners reach the portal; the base of emailed links
+    request_log_days: int = 30  # /v1 request-log records older than this many days are deleted
+    webhook_retry_seconds: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)  # waits between attempts
+    webhook_allow_private: bool = False  # production endpoints may be http:// and private addresses
+    webhook_lease_seconds: int = 60  # a worker's hold on a delivery; after a crash, retried after this
     log_format: str = "text"  # "json": one JSON object per log line (portal.logs; serve applies it)
     extra: dict = field(default_factory=dict)
 
@@ -184,6 +188,22 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError("LOYALTY_PUBLIC_URL must be the portal's address, like https://partners.example.com")
 
+    raw_log_days = str(get("REQUEST_LOG_DAYS", "30") or "30").strip()
+    if not raw_log_days.isdigit() or not 1 <= int(raw_log_days) <= 3650:
+        raise ConfigError("LOYALTY_REQUEST_LOG_DAYS must be a whole number of days from 1 to 3650")
+    raw_retries = str(get("WEBHOOK_RETRY_SECONDS", "") or "").strip()
+    retries = Settings.webhook_retry_seconds
+    if raw_retries:
+        parts = [part.strip() for part in raw_retries.split(",")]
+        if not all(part.isdigit() and int(part) <= 604800 for part in parts):
+            raise ConfigError("LOYALTY_WEBHOOK_RETRY_SECONDS must be comma-separated whole seconds (each at most 604800), like 5,300,1800")
+        retries = tuple(int(part) for part in parts)
+    raw_private = str(get("WEBHOOK_ALLOW_PRIVATE", "0") or "0").strip().lower()
+    if raw_private not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError("LOYALTY_WEBHOOK_ALLOW_PRIVATE must be 1 (production endpoints may be private addresses) or 0")
+    raw_lease = str(get("WEBHOOK_LEASE_SECONDS", "60") or "60").strip()
+    if not raw_lease.isdigit() or not 12 <= int(raw_lease) <= 3600:
+        raise ConfigError("LOYALTY_WEBHOOK_LEASE_SECONDS must be a whole number of seconds from 12 to 3600")
     from portal.logs import log_format as checked_log_format
 
     log_format = checked_log_format(get("LOG_FORMAT") or "")
@@ -203,6 +223,10 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
         password_hashing=password_hashing,
         session_idle_hours=int(raw_idle),
         public_url=public_url,
+        request_log_days=int(raw_log_days),
+        webhook_retry_seconds=retries,
+        webhook_allow_private=raw_private in ("1", "true", "yes"),
+        webhook_lease_seconds=int(raw_lease),
         log_format=log_format,
         extra=overrides,
     )

@@ -7,7 +7,11 @@
   not know: a database a newer release migrated);
 - every stored secret decrypts with the configured `LOYALTY_ENCRYPTION_KEY` (App Secrets,
   two-factor secrets, webhook signing secrets): a retired key dropped too early, or a backup taken under a key
-  that is no longer listed, shows here before partners see 503s.
+  that is no longer listed, shows here before partners see 503s;
+- (`worker=True`, for `/readyz`) when delivery runs, a delivery worker reported within the
+  last minute. Delivery "runs" when a worker has reported within the last day (heartbeats
+  older than that are forgotten): a deployment that never started one is not held up, one
+  whose worker died is.
 
 The sentences name no secret, no key and no row's content; `detail=False` also leaves out
 the driver's message (which can name hosts), for answers that leave the machine.
@@ -16,12 +20,14 @@ the driver's message (which can name hosts), for answers that leave the machine.
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 import peewee
 
 from portal.config import Settings
 from portal.credentials import SecretBox, SecretUnreadable
 from portal.logs import first_line
+from portal.models.base import utcnow
 
 # Every encrypted column: (model name in portal.models, field, what it holds). A new
 # encrypted column belongs here, so `check` proves the keys still read it.
@@ -33,8 +39,11 @@ ENCRYPTED_COLUMNS = (
 )
 
 
+WORKER_SILENCE = timedelta(minutes=1)  # DESIGN.md §14: the worker reported within the last minute
+
+
 def problems(settings: Settings, *, database: peewee.Database | None = None, secrets: bool = True,
-             detail: bool = True) -> list[str]:
+             detail: bool = True, worker: bool = False) -> list[str]:
     """What keeps this deployment from serving (see the module docstring); [] when nothing.
 
     `database` defaults to the one the app bound; `secrets=False` skips the decryption
@@ -58,9 +67,23 @@ def problems(settings: Settings, *, database: peewee.Database | None = None, sec
                      "version): install that release")
     if secrets and not pending and not unknown:
         found += _undecryptable(settings, database, detail)
-    # DESIGN.md §14's third condition (the delivery worker reported within the last minute,
-    # when delivery runs) belongs here once portal.domain.webhooks.worker_last_seen exists.
+    if worker and not pending and not unknown:
+        found += _silent_worker(database)
     return found
+
+
+def _silent_worker(database: peewee.Database) -> list[str]:
+    from portal.domain import webhooks
+
+    with _bound(database):
+        last = webhooks.worker_last_seen()
+    if last is None:
+        return []
+    silent = utcnow() - last
+    if silent <= WORKER_SILENCE:
+        return []
+    return [f"the webhook delivery worker last reported {int(silent.total_seconds())} s ago: "
+            "check that loyalty-portal serve (or loyalty-portal worker) is running"]
 
 
 def secret_counts(database: peewee.Database | None = None) -> dict[str, int]:

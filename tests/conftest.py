@@ -55,6 +55,7 @@ import pytest
 import requests
 
 from portal import create_app, db
+from portal.domain import request_log
 
 TESTS_DIR = Path(__file__).parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -357,6 +358,7 @@ def app(tmp_path, database_url):
     application = create_app({"DATA_DIR": str(tmp_path), "TESTING": True, "DATABASE_URL": database_url,
                               "PASSWORD_HASHING": "fast"})
     yield application
+    request_log.discard()  # request-log records not flushed by the test belong to its database
     db.close_all()
 
 
@@ -378,7 +380,7 @@ class LiveServer:
     LOYALTY_PASSWORD_HASHING=fast unless `env` says otherwise.
     """
 
-    def __init__(self, data_dir: Path, *, workers: int = 1, env: dict | None = None):
+    def __init__(self, data_dir: Path, *, workers: int = 1, env: dict | None = None, serve_args: tuple = ()):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -386,6 +388,7 @@ class LiveServer:
         self.env.pop("LOYALTY_DATABASE_URL", None)  # a file database in data_dir unless `env` says
         self.env.update(env or {})
         self.workers = workers
+        self.serve_args = tuple(serve_args)  # e.g. ("--no-worker",)
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / "server.log"
 
@@ -395,7 +398,7 @@ class LiveServer:
         # Its own process group, so `kill()` takes the workers down with the master.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "portal.cli", "serve", "--init", "--port", str(self.port),
-             "--workers", str(self.workers)],
+             "--workers", str(self.workers), *self.serve_args],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 30

@@ -1,5 +1,6 @@
-"""GET /readyz (DESIGN.md §14): 200 when the database answers and its schema is current,
-503 with the reasons otherwise; the reasons name no host, driver message or secret."""
+"""GET /readyz (DESIGN.md §14): 200 when the database answers, its schema is current and
+(when delivery runs) a delivery worker reported within the last minute, 503 with the
+reasons otherwise; the reasons name no host, driver message or secret."""
 
 from __future__ import annotations
 
@@ -58,3 +59,21 @@ def test_a_database_that_does_not_answer_is_not_ready_and_says_no_more(tmp_path)
         db.close_all()
     assert res.status_code == 503
     assert res.get_json() == {"status": "not ready", "reasons": ["the database does not answer"]}
+
+
+def test_a_delivery_worker_silent_for_over_a_minute_makes_it_not_ready(app, client):
+    from datetime import timedelta
+
+    from portal.domain import webhooks
+    from portal.models.base import utcnow
+
+    with app.app_context():
+        webhooks.beat("worker-a", now=utcnow() - timedelta(seconds=20))
+    assert client.get("/readyz").status_code == 200  # reported 20 s ago: delivery runs, fine
+
+    with app.app_context():
+        webhooks.beat("worker-a", now=utcnow() - timedelta(minutes=3))
+    res = client.get("/readyz")
+    assert res.status_code == 503
+    [reason] = res.get_json()["reasons"]
+    assert "delivery worker last reported" in reason and "loyalty-portal serve" in reason

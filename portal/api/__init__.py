@@ -73,7 +73,10 @@ Everything else is done for you, in this order, before the view runs:
    undoes them itself if the outside call fails (see `portal.domain.otp.request_otp`). A 429 or
    5xx response is not stored (its writes roll back), so a retry with the key runs again;
 5. the response gets `X-Request-Id`, and one log line is written per request (request id,
-   masked key, status, milliseconds; never a key, secret or body). Loggers come from
+   masked key, status, milliseconds; never a key, secret or body), and one request-log
+   record is buffered (`portal.domain.request_log`: the fields of DESIGN.md §11, written by
+   a background thread within half a second; the gate's refusals after the key resolved
+   end their message with "See the request log for req_… in the portal."). Loggers come from
    `portal.logs.get_logger`, which escapes control characters in what a request put into
    a line, so a request can never write a second line.
 
@@ -98,8 +101,10 @@ document, that a key without the scope gets 403 `insufficient_scope`.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import pkgutil
+import re
 import time
 
 from flask import Response, g, request
@@ -107,7 +112,9 @@ from werkzeug.exceptions import HTTPException
 
 from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
+from portal.domain import request_log
 from portal.logs import console_handler, get_logger
+from portal.models import utcnow
 from portal.signing import NotUtf8, decode_wsgi_path
 
 log = get_logger("portal.api")
@@ -168,7 +175,8 @@ _NOT_FOUND = _NotFound()
 
 @bp.after_app_request
 def _finish_request(response: Response) -> Response:
-    """`X-Request-Id` on every response; one log line per API request."""
+    """`X-Request-Id` on every response; one log line and one request-log record per API
+    request."""
     response.headers.setdefault(REQUEST_ID_HEADER, request_id())
     if _is_api_path(request.path):
         elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
@@ -185,7 +193,68 @@ def _finish_request(response: Response) -> Response:
                                    "idempotency_key": request.headers.get("Idempotency-Key"),
                                    "replayed": response.headers.get("Idempotent-Replayed") == "true",
                                    "user_agent": request.headers.get("User-Agent")}})
+        _record(response, elapsed_ms)
     return response
+
+
+def _record(response: Response, elapsed_ms: float) -> None:
+    """Hand the request's §11 fields to the request log (buffered; written by its flusher).
+
+    Never a body, a key, a secret, a signature or an OTP code: only what is named here.
+    The error's own message is kept, without the "see the request log" pointer.
+    """
+    caller = g.get("api_caller")
+    error = g.get("api_error")
+    key = caller.key if caller is not None else getattr(error, "key", None)
+    headers = request.headers
+    status = response.status_code
+    code = message = canonical = None
+    if error is not None:
+        code, message = error.code, error.message
+        if code == "invalid_signature":
+            canonical = error.extra.get("canonical_string")
+    elif status >= 400:
+        code, message = _stored_error(response)
+    if key is not None:
+        application = key.application
+        partner_id, application_id, api_key_id, mode = application.partner_id, application.id, key.id, key.mode
+        key_masked = key.masked
+    else:
+        partner_id = application_id = api_key_id = key_masked = None
+        mode = _presented_mode(headers.get("Authorization", ""))
+    rule = request.url_rule
+    request_log.record(
+        utcnow(), request_id(), partner_id=partner_id, application_id=application_id, api_key_id=api_key_id,
+        key_masked=key_masked, mode=mode, method=request.method,
+        route=_PLACEHOLDER.sub(r"{\1}", rule.rule) if rule is not None else None,
+        path=request.path, status=status, error_code=code, error_message=message,
+        latency_ms=round(elapsed_ms, 2), client_ip=request.remote_addr or "",
+        idempotency_key=headers.get("Idempotency-Key"),
+        replayed=response.headers.get("Idempotent-Replayed") == "true",
+        user_agent=headers.get("User-Agent"), canonical_string=canonical,
+        app_id=None if key is not None else (headers.get("X-Loyalty-App-Id") or "").strip()[:40] or None,
+    )
+
+
+_PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def _presented_mode(authorization: str) -> str | None:
+    token = authorization.partition(" ")[2].strip()
+    if token.startswith("test_sk_"):
+        return "test"
+    if token.startswith("prod_sk_"):
+        return "prod"
+    return None
+
+
+def _stored_error(response: Response) -> tuple[str | None, str | None]:
+    """The code and message of an error response made elsewhere (a replayed one)."""
+    try:
+        error = json.loads(response.get_data())["error"]
+        return str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError, RuntimeError):
+        return None, None
 
 
 def _is_api_path(path: str) -> bool:

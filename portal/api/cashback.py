@@ -9,6 +9,7 @@ from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.api.schema import Body, Integer, String
 from portal.api.stamps import LEDGER_ENTRY, REFERENCE, entry_json
 from portal.domain import catalog, ledger
+from portal.domain.events import with_event
 from portal.models import LedgerEntry
 
 AMOUNT = Integer(minimum=1, maximum=ledger.CASHBACK_AMOUNT_MAX,
@@ -57,9 +58,11 @@ def cashback_history(call: ApiCall, member_id):
 def credit_cashback(call: ApiCall, member_id):
     """Credit `amount` (> 0, minor units); returns the ledger entry with `balance_after`."""
     member = member_or_404(call, member_id)
-    entry = ledger.credit_cashback(member, call.body["amount"], reference=call.body.get("reference"),
-                                   description=call.body.get("description"))
-    return entry_json(entry, member.public_id, _currency(call))
+    _, data = with_event(call.application, call.mode, "cashback.credited",
+                         lambda: ledger.credit_cashback(member, call.body["amount"], reference=call.body.get("reference"),
+                                                        description=call.body.get("description")),
+                         lambda entry: entry_json(entry, member.public_id, _currency(call)))
+    return data
 
 
 @endpoint("POST", "/members/<member_id>/cashback/redeem", scope="cashback_write", summary="Redeem cashback",
@@ -68,6 +71,8 @@ def credit_cashback(call: ApiCall, member_id):
 def redeem_cashback(call: ApiCall, member_id):
     """Debit `amount` (minor units) from the balance, which never goes below zero."""
     member = member_or_404(call, member_id)
-    entry = ledger.redeem_cashback(member, call.body["amount"], reference=call.body.get("reference"),
-                                   description=call.body.get("description"))
-    return entry_json(entry, member.public_id, _currency(call))
+    _, data = with_event(call.application, call.mode, "cashback.redeemed",
+                         lambda: ledger.redeem_cashback(member, call.body["amount"], reference=call.body.get("reference"),
+                                                        description=call.body.get("description")),
+                         lambda entry: entry_json(entry, member.public_id, _currency(call)))
+    return data

@@ -10,6 +10,7 @@ from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.api.schema import Body, Enum, Integer, String
 from portal.api.stamps import ID, REFERENCE, card_or_404
 from portal.domain import claims, ledger
+from portal.domain.events import with_event
 from portal.domain.members import find_member
 from portal.models import Claim, isoformat
 
@@ -100,9 +101,12 @@ def create_claim(call: ApiCall):
                 raise invalid_request(f"A cashback claim has no {name}.", name)
     member = member_or_404(call, body["member_id"])
     card = card_or_404(call, body["card_id"]) if kind == "stamps" else None
-    claim = claims.create_claim(member, kind, card=card, count=body.get("count"), amount=body.get("amount"),
-                                reference=body.get("reference"), note=body.get("note"))
-    return claim_json(claim)
+    _, data = with_event(call.application, call.mode, "claim.created",
+                         lambda: claims.create_claim(member, kind, card=card, count=body.get("count"),
+                                                     amount=body.get("amount"), reference=body.get("reference"),
+                                                     note=body.get("note")),
+                         claim_json)
+    return data
 
 
 @endpoint("GET", "/claims", scope="claim_write", summary="List claims",
@@ -132,7 +136,7 @@ def get_claim(call: ApiCall, claim_id):
 def approve_claim(call: ApiCall, claim_id):
     """Approve a pending claim: its stamps or cashback are credited, exactly once."""
     claim = _claim_or_404(call, claim_id)
-    return claim_json(claims.approve_claim(claim))
+    return with_event(call.application, call.mode, "claim.approved", lambda: claims.approve_claim(claim), claim_json)[1]
 
 
 @endpoint("POST", "/claims/<claim_id>/reject", scope="claim_write", summary="Reject a claim",
@@ -141,4 +145,5 @@ def approve_claim(call: ApiCall, claim_id):
 def reject_claim(call: ApiCall, claim_id):
     """Reject a pending claim, with an optional `reason` the member may be shown."""
     claim = _claim_or_404(call, claim_id)
-    return claim_json(claims.reject_claim(claim, call.body.get("reason")))
+    return with_event(call.application, call.mode, "claim.rejected",
+                      lambda: claims.reject_claim(claim, call.body.get("reason")), claim_json)[1]

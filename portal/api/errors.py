@@ -60,9 +60,18 @@ class ApiError(Exception):
         self.param = param
         self.headers = headers or {}
         self.extra = extra
+        self.key = None  # the API key, when the gate had resolved it (for the request log)
+        self.log_hint = False  # the message ends by pointing at the portal's request log
+
+    @property
+    def public_message(self) -> str:
+        """The message as the response carries it."""
+        if self.log_hint and self.status < 500:
+            return f"{self.message} See the request log for {request_id()} in the portal."
+        return self.message
 
     def body(self) -> dict:
-        error = {"type": error_type(self.status), "code": self.code, "message": self.message}
+        error = {"type": error_type(self.status), "code": self.code, "message": self.public_message}
         if self.param is not None:
             error["param"] = self.param
         error.update(self.extra)
@@ -70,6 +79,7 @@ class ApiError(Exception):
         return {"error": error}
 
     def response(self) -> Response:
+        g.api_error = self  # for the request log (portal.api records every /v1 request)
         g.api_error_code = self.code  # for the request's log line
         response = json_response(self.body(), self.status)
         response.headers.update(self.headers)

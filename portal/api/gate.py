@@ -217,7 +217,7 @@ def _remember_nonce(application_id: int, nonce: str, now) -> bool:
     return cursor.rowcount == 1
 
 
-_nonce_lock = SQLITE_WRITE_LOCK  # shared with the ledger's write transactions
+_nonce_lock = SQLITE_WRITE_LOCK  # shared with write transactions and the request log's flusher
 
 
 def _serialise_writes() -> bool:
@@ -281,6 +281,18 @@ def verify_request(method: str, path: str, query, body: bytes, headers) -> Calle
     key, ciphertexts = find_key(token, now)
     if key is None:
         raise _unauthorized("invalid_api_key", "Unknown API key.")
+    try:
+        return _verify_with_key(key, ciphertexts, now, method, path, query, body, headers)
+    except ApiError as exc:
+        # The request log files the refusal under this key, and the message points there.
+        exc.key = key
+        exc.log_hint = True
+        raise
+
+
+def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path: str, query, body: bytes,
+                     headers) -> Caller:
+    """Checks 2 (revoked, expired) to 5 for a key that exists."""
     if key.revoked_at is not None:
         raise _unauthorized("revoked_api_key", "This API key has been revoked.")
     if key.expires_at is not None and key.expires_at <= now:
@@ -337,6 +349,9 @@ def verify_request(method: str, path: str, query, body: bytes, headers) -> Calle
 def require_scope(caller: Caller, scope: str | None) -> None:
     """Check 6: the key must carry the endpoint's scope (None: any valid key)."""
     if scope is not None and scope not in caller.scopes:
-        raise ApiError(403, "insufficient_scope",
-                       f"This API key lacks the {scope} scope. Roll or create a key with it.",
-                       required_scope=scope)
+        error = ApiError(403, "insufficient_scope",
+                         f"This API key lacks the {scope} scope. Roll or create a key with it.",
+                         required_scope=scope)
+        error.key = caller.key
+        error.log_hint = True
+        raise error

@@ -11,6 +11,7 @@ from portal.api.pagination import list_of, list_query, page
 from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.api.schema import Body, Enum, Query, String
 from portal.domain import members, otp
+from portal.domain.events import with_event
 from portal.models import Member, isoformat
 
 MEMBER = schema_ref("Member", {
@@ -115,7 +116,9 @@ def member_or_404(call: ApiCall, member_id: str) -> Member:
 )
 def create_member(call: ApiCall):
     """Create a member (at least one of email and phone); it gets a unique referral_code."""
-    return member_json(members.create_member(call.partner_id, call.mode, call.body)), 201
+    _, data = with_event(call.application, call.mode, "member.created",
+                         lambda: members.create_member(call.partner_id, call.mode, call.body), member_json)
+    return data, 201
 
 
 @endpoint(
@@ -176,7 +179,9 @@ def get_member(call: ApiCall, member_id):
 )
 def update_member(call: ApiCall, member_id):
     """Change a member's name, email, phone or external_id (only the fields sent)."""
-    return member_json(members.update_member(member_or_404(call, member_id), call.body))
+    member = member_or_404(call, member_id)
+    return with_event(call.application, call.mode, "member.updated",
+                      lambda: members.update_member(member, call.body), member_json)[1]
 
 
 @endpoint(
@@ -210,5 +215,7 @@ def send_otp(call: ApiCall, member_id):
 )
 def verify_otp(call: ApiCall, member_id):
     """Check a code; success marks the member verified."""
-    member = otp.verify_otp(member_or_404(call, member_id), call.body["code"])
-    return {"object": "otp_verification", "verified": True, "member": member_json(member)}
+    member = member_or_404(call, member_id)
+    _, data = with_event(call.application, call.mode, "member.verified",
+                         lambda: otp.verify_otp(member, call.body["code"]), member_json)
+    return {"object": "otp_verification", "verified": True, "member": data}

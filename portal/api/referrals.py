@@ -7,6 +7,7 @@ from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.api.schema import Body, Query, String
 from portal.api.stamps import ID, LEDGER_ENTRY, entry_json
 from portal.domain import referrals
+from portal.domain.events import with_event
 from portal.models import Referral, isoformat
 
 CODE = String(min_length=1, max_length=referrals.CODE_MAX, description="A member's referral code.")
@@ -116,8 +117,12 @@ def apply_referral(call: ApiCall):
     """Record that the code's owner referred `member_id` and credit the program's referral
     reward in the same transaction. A member is referred at most once, never by themselves."""
     member = member_or_404(call, call.body["member_id"])
-    referral = referrals.apply_referral(member, call.body["code"])
-    data = referral_json(referral)
-    ids = {referral.referrer.id: referral.referrer.public_id, referral.referee.id: referral.referee.public_id}
-    data["entries"] = [entry_json(entry, ids[entry.member_id]) for entry in referral.entries]
-    return data
+
+    def serialize(referral):
+        data = referral_json(referral)
+        ids = {referral.referrer.id: referral.referrer.public_id, referral.referee.id: referral.referee.public_id}
+        data["entries"] = [entry_json(entry, ids[entry.member_id]) for entry in referral.entries]
+        return data
+
+    return with_event(call.application, call.mode, "referral.applied",
+                      lambda: referrals.apply_referral(member, call.body["code"]), serialize)[1]

@@ -174,6 +174,7 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         if ep.authenticated:
             caller = verify_request(request.method, request.path, pairs, raw, request.headers)
             g.api_key_masked = caller.key_masked
+            g.api_caller = caller
             g.api_app_id, g.api_mode = caller.application.app_id, caller.mode
             require_scope(caller, ep.scope)
         query = parse_query(pairs, ep.query)

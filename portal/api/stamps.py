@@ -13,6 +13,7 @@ from portal.api.pagination import list_of, list_query, page
 from portal.api.registry import ApiCall, endpoint, schema_ref
 from portal.api.schema import Body, Integer, String
 from portal.domain import catalog, ledger
+from portal.domain.events import with_event
 from portal.models import LedgerEntry, Redemption, isoformat
 
 ID = String(min_length=1, max_length=64)
@@ -146,8 +147,10 @@ def add_stamps(call: ApiCall, member_id):
     """Add `count` (1-1000) stamps on `card_id`; returns the ledger entry with `balance_after`."""
     member = member_or_404(call, member_id)
     card = card_or_404(call, call.body["card_id"], rewards=False)
-    entry = ledger.add_stamps(member, card, call.body["count"], reference=call.body.get("reference"))
-    return entry_json(entry, member.public_id)
+    _, data = with_event(call.application, call.mode, "stamps.added",
+                         lambda: ledger.add_stamps(member, card, call.body["count"], reference=call.body.get("reference")),
+                         lambda entry: entry_json(entry, member.public_id))
+    return data
 
 
 @endpoint("POST", "/members/<member_id>/stamps/redeem", scope="stamps_write", summary="Redeem a reward",
@@ -163,5 +166,7 @@ def redeem_reward(call: ApiCall, member_id):
     if reward is None:
         raise not_found("reward on this card", "reward_id")
     reward.card = card
-    redemption = ledger.redeem_reward(member, reward, reference=call.body.get("reference"))
-    return redemption_json(redemption, member.public_id)
+    _, data = with_event(call.application, call.mode, "stamps.redeemed",
+                         lambda: ledger.redeem_reward(member, reward, reference=call.body.get("reference")),
+                         lambda redemption: redemption_json(redemption, member.public_id))
+    return data

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 
-from portal.db import database
+from portal.db import database, write_transaction
+from portal.domain import DomainError
 from portal.models import Application, WebhookDelivery, WebhookEndpoint, WebhookEvent, isoformat, new_public_id, utcnow
 
 EVENT_TYPES = (
@@ -75,3 +76,27 @@ def record_event(app: Application, mode: str, type: str, data: dict, endpoints) 
           "next_attempt_at": now, "created_at": now, "last_error": ""} for endpoint in endpoints]
     ).execute()
     return event
+
+
+def with_event(application, modes, type: str, change, serialize):
+    """Run `change()` and emit `type` with `serialize(result)` as its data, in one
+    transaction: both commit or neither does. `modes` is a mode or a tuple of them (an
+    App Secret belongs to both). Returns `(result, data)`.
+
+    A DomainError that `change` raises (after its own writes rolled back, or after it
+    deliberately committed something, like a counted OTP try) passes through unchanged and
+    emits nothing.
+    """
+    refusal = None
+    with write_transaction():
+        try:
+            result = change()
+        except DomainError as exc:
+            refusal = exc
+        else:
+            data = serialize(result)
+            for mode in (modes,) if isinstance(modes, str) else modes:
+                emit(application, mode, type, data)
+    if refusal is not None:
+        raise refusal
+    return result, data

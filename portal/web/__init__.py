@@ -4,7 +4,8 @@ One module per sidebar area: `auth` (sign-up, log-in, the two-factor step, forgo
 passwords, joining a team), `home`, `developer` (applications, secrets, keys), `program`
 (cards, rewards, referral rule), `team` (teammates, invites, roles), `account` (password,
 two-factor, sessions), `audit` (the audit log), `sdk` (the SDK's page, README and wheel,
-for anyone), `docs` (the guide and the API reference). This module holds what they share:
+for anyone), `docs` (the guide and the API reference), `request_log` (an application's
+/v1 requests and a request's page). This module holds what they share:
 log-in sessions (flask-login on top of server-side session rows, portal.domain.sessions), CSRF
 protection for every state-changing request, one check that every form field and address
 is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page
@@ -347,7 +348,8 @@ def end_current_session() -> None:
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team
+    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team, webhooks
+    from portal.web import request_log
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
@@ -438,7 +440,7 @@ def init_app(app) -> None:
         return response
 
     for blueprint in (auth.bp, home.bp, developer.bp, program.bp, team.bp, account.bp, audit_log.bp, docs.bp,
-                      sdk.bp):
+                      sdk.bp, webhooks.bp, request_log.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -21,7 +21,9 @@ from flask import (
 )
 from flask_login import current_user
 
-from portal.domain import Conflict, DomainError, Invalid
+from portal.api.key import api_key_json, app_secret_json
+from portal.db import write_transaction
+from portal.domain import Conflict, DomainError, Invalid, request_log, webhooks
 from portal.domain.applications import (
     DEFAULT_SECRET_GRACE,
     GRACE_LABELS,
@@ -39,11 +41,13 @@ from portal.domain.applications import (
     roll_api_key,
     secret_state,
 )
+from portal.domain.events import emit, with_event
 from portal.domain.roles import key_action
-from portal.models import ApiKey, Application, utcnow
+from portal.models import MODES, ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
 from portal.web import form_errors, is_htmx, no_store, render_partial, see_other
 from portal.web.permissions import require
+from portal.web.request_log import usage_chart
 
 bp = Blueprint("developer", __name__)
 
@@ -118,6 +122,9 @@ def _page_context(application: Application, **extra) -> dict:
         "default_grace": DEFAULT_SECRET_GRACE,
         "default_roll_expiry": DEFAULT_ROLL_EXPIRY,
         "base_url": request.host_url.rstrip("/"),
+        "usage": usage_chart(application),
+        "key_counts": request_log.key_counts(application),
+        "webhook_endpoints": webhooks.endpoints_of(application),
     }
     context.update(extra)
     return context
@@ -150,7 +157,8 @@ def render_key_row(application: Application, key: ApiKey, rolling: bool = False)
     """One key's row (with its roll form when `rolling`), for an htmx swap."""
     return render_partial("developer/_key_row.html", key=key, application=application, now=utcnow(),
                           rolling_key_id=key.id if rolling else None, grace_labels=GRACE_LABELS,
-                          default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None)
+                          default_roll_expiry=DEFAULT_ROLL_EXPIRY, roll_error=None,
+                          key_counts=request_log.key_counts(application))
 
 
 def render_applications(*, show_form: bool = False, name: str = "", error: str | None = None, status: int = 200):
@@ -222,7 +230,10 @@ def regenerate_app_secret(app_id):
     application = owned_app_or_404(app_id)
     grace = request.form.get("grace", DEFAULT_SECRET_GRACE)
     try:
-        plaintext = regenerate_secret(application, grace=grace, by=current_user._get_current_object())
+        plaintext, _ = with_event(
+            application, MODES, "app_secret.regenerated",
+            lambda: regenerate_secret(application, grace=grace, by=current_user._get_current_object()),
+            lambda _secret: app_secret_json(application.app_id, secret_state(application)))
     except DomainError as exc:
         flash(exc.message, "error")
         if is_htmx():
@@ -269,8 +280,11 @@ def create_key(app_id):
         form.errors["name"] = "The key name is too long (at most 80 characters)."
     if not form.errors:
         try:
-            key, plaintext = issue_api_key(application, name=form.name, mode=form.mode, scopes=form.scopes,
-                                           expires_in=expires_in, by=current_user._get_current_object())
+            (key, plaintext), _ = with_event(
+                application, form.mode, "api_key.created",
+                lambda: issue_api_key(application, name=form.name, mode=form.mode, scopes=form.scopes,
+                                      expires_in=expires_in, by=current_user._get_current_object()),
+                lambda issued: api_key_json(issued[0], application.app_id))
         except DomainError as exc:
             form.errors.update(form_errors(exc, "name"))
     if form.errors:
@@ -311,7 +325,10 @@ def roll_key(app_id, key_id):
     require(key_action(key.mode))
     old_expires = request.form.get("old_expires", "")
     try:
-        new, plaintext = roll_api_key(key, old_expires=old_expires, by=current_user._get_current_object())
+        (new, plaintext), _ = with_event(
+            application, key.mode, "api_key.rolled",
+            lambda: roll_api_key(key, old_expires=old_expires, by=current_user._get_current_object()),
+            lambda issued: api_key_json(issued[0], application.app_id))
     except Conflict as exc:
         flash(exc.message, "error")
         return render_keys_section(application, 409)
@@ -328,7 +345,11 @@ def revoke_key(app_id, key_id):
     application = owned_app_or_404(app_id)
     key = owned_key_or_404(application, key_id)
     require(key_action(key.mode))
-    if revoke_api_key(key, by=current_user._get_current_object()):
+    with write_transaction():
+        revoked = revoke_api_key(key, by=current_user._get_current_object())
+        if revoked:
+            emit(application, key.mode, "api_key.revoked", api_key_json(ApiKey.get_by_id(key.id), application.app_id))
+    if revoked:
         flash(f"Key “{key.name}” ({key.masked}) revoked. Calls made with it are refused from now on.", "success")
     else:
         flash(f"Key “{key.name}” was already revoked; nothing changed.", "info")

@@ -144,7 +144,8 @@ def guide():
     from portal.config import current_settings
 
     return render_template("docs/guide.html", scope_groups=scope_groups(),
-                           session_idle_hours=current_settings().session_idle_hours)
+                           session_idle_hours=current_settings().session_idle_hours,
+                           request_log_days=current_settings().request_log_days)
 
 
 @bp.get("/docs/api")

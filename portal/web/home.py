@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import current_user
 
+from portal.domain import request_log
 from portal.domain.applications import applications_of, keys_of_partner
 from portal.models import utcnow
 
@@ -13,7 +14,8 @@ bp = Blueprint("home", __name__)
 
 @bp.get("/")
 def index():
-    """Applications, live keys by mode, last use, and the first steps still to take."""
+    """Applications, live keys by mode, last use, today's API requests and errors, and the
+    first steps still to take."""
     partner = current_user.partner
     applications = applications_of(partner)
     now = utcnow()
@@ -26,6 +28,7 @@ def index():
         "prod_keys": sum(1 for k in live if k.mode == "prod"),
         "last_used": max((k.last_used_at for k in used), default=None),
     }
+    stats["requests_today"], stats["errors_today"] = request_log.today_totals(partner.id)
     steps = [
         ("Create an application", bool(applications)),
         ("Create a test API key", any(k.mode == "test" for k in keys)),

@@ -49,6 +49,10 @@ ROUTE_ROLES: dict[str, str] = {
     "developer.keys": "viewer",
     "developer.key_row": "viewer",
     "team.index": "viewer",
+    # the request log: every teammate may read it; Compare changes nothing
+    "request_log.index": "viewer",
+    "request_log.show": "viewer",
+    "request_log.compare": "viewer",
     # one's own account: password, two-factor, sessions
     "account.index": "viewer",
     "account.change_password": "viewer",
@@ -86,6 +90,17 @@ ROUTE_ROLES: dict[str, str] = {
     "program.create_reward": "admin",
     "program.update_reward": "admin",
     "program.delete_reward": "admin",
+    # webhooks: developers see them and manage test-mode ones; the views require admin for
+    # production endpoints (webhook_action)
+    "webhooks.new_endpoint": "developer",
+    "webhooks.create_endpoint": "developer",
+    "webhooks.endpoint": "developer",
+    "webhooks.send_test": "developer",
+    "webhooks.rotate_secret": "developer",
+    "webhooks.set_enabled": "developer",
+    "webhooks.delete_endpoint": "developer",
+    "webhooks.resend": "developer",
+    "webhooks.delivery": "developer",
 }
 
 

@@ -7,9 +7,11 @@
         print(client.key_info().scopes)
 
 Signing also works alone with any HTTP client: ``canonical_string``, ``sign``,
-``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``.
+``LoyaltyAuth`` (a ``requests`` auth object) and ``check_api_key``. Webhook receivers
+verify deliveries with ``loyalty_sdk.webhooks.verify``.
 """
 
+from loyalty_sdk import webhooks  # noqa: E402,F401  (loyalty_sdk.webhooks.verify for receivers)
 from loyalty_sdk._requestor import ListIterator
 from loyalty_sdk._version import __version__
 from loyalty_sdk.client import LoyaltyClient
