@@ -18,10 +18,10 @@ import tempfile
 import time
 
 from portal import create_app, db
-from portal.config import current_settings
 from portal.api.gate import find_key
-from portal.domain.applications import create_application, issue_api_key
+from portal.config import current_settings
 from portal.credentials import generate_api_key, hash_api_key
+from portal.domain.applications import create_application, issue_api_key
 from portal.models import ApiKey, Partner, utcnow
 from portal.scopes import SCOPE_NAMES
 

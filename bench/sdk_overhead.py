@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from loyalty_sdk import LoyaltyClient, sign
 
 

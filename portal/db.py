@@ -7,13 +7,24 @@ keeps a small pool of connections to it (checked for life on every check-out, so
 database that restarted is reconnected to without restarting the server).
 
 A request takes a connection when it first runs a query (peewee connects on demand) and
-gives it back in `teardown_request`, which runs even when the view raised. A database
-that cannot be reached raises one of UNAVAILABLE_ERRORS; the API answers it with its 503
-JSON and the portal with its 503 page (this module knows nothing of either).
+gives it back in `teardown_request`, which runs even when the view raised: to the pool on
+PostgreSQL; on SQLite each server thread keeps its own connection open for its next
+request (opening one and setting its PRAGMAs cost more than most requests' queries), with
+anything left of a transaction rolled back. A database that cannot be reached raises one
+of UNAVAILABLE_ERRORS; the API answers it with its 503 JSON and the portal with its 503
+page (this module knows nothing of either).
+
+Durability (docs/production.md, "Durability"): on SQLite every commit is flushed to disk
+before it returns (`synchronous=FULL`; `write_transaction` flushes its commit itself, just
+after the writer lock, see there), so a ledger entry answered 201 survives power loss or
+an OS crash. Only writes that are ephemeral by nature opt out, through
+`ephemeral_write()`: the gate's nonces. PostgreSQL's default `synchronous_commit=on` is
+durable already.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import logging
 import os
@@ -40,8 +51,11 @@ SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     "busy_timeout": 10_000,
-    "synchronous": "normal",  # safe in WAL mode: a crash loses no committed transaction
+    # FULL: a commit is on disk when it returns. (NORMAL in WAL mode survives a crash of
+    # the process, but power loss or an OS crash may roll back the last commits.)
+    "synchronous": "full",
 }
+SQLITE_EPHEMERAL_SYNCHRONOUS = "normal"  # for `ephemeral_write()`
 
 # Per server process. gunicorn runs `--threads` requests at once per worker, so the pool
 # only needs a few more than that; PostgreSQL's own limit (100 by default) is shared by
@@ -100,6 +114,9 @@ class PostgresPool(PooledPostgresqlDatabase):
 
 
 _open_databases: "weakref.WeakSet[peewee.Database]" = weakref.WeakSet()
+# SQLite connections a forked child inherited: referenced forever so that the child never
+# closes them (closing runs SQLite's clean-up on a handle that is the parent's).
+_inherited_sqlite_connections: list = []
 
 
 def _before_fork() -> None:
@@ -117,8 +134,10 @@ def _after_fork_in_child() -> None:
     for db in list(_open_databases):
         if isinstance(db, PostgresPool):
             db.forget_inherited_connections()
-        else:
-            db._state.reset()  # a SQLite handle must not cross a fork either
+        else:  # a SQLite handle must not cross a fork either
+            if db._state.conn is not None:
+                _inherited_sqlite_connections.append(db._state.conn)
+            db._state.reset()
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
@@ -203,10 +222,61 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
-# On SQLite, the writers of one process that run often (the gate's nonce insert, the request
-# log's flusher) take this lock around their write, so they queue on it (woken at once)
-# instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries.
-sqlite_write_lock = threading.Lock()
+class SqliteWriter:
+    """One SQLite writer at a time, handed over without sleeping.
+
+    Writers wait on SQLite's busy handler otherwise, which sleeps 1, 2, 5, 10 … 100 ms
+    between tries: a process that keeps losing the race to another waits far longer than
+    the writes take (hundreds of ms at the 99th percentile with two workers). Here the
+    threads of a process queue on a lock and the processes on an `flock` of
+    `<database file>-writer.lock`; both wake a waiter as soon as the writer is done.
+    Taken by the outermost `write_transaction` and by the gate's nonce insert; reentrant.
+    A thread already inside a transaction (holding SQLite's lock, maybe) takes only the
+    thread lock, so it never waits on another process while holding SQLite's.
+    """
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._files: dict[tuple[int, str], int | None] = {}
+
+    def __enter__(self):
+        self._lock.acquire()
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            db = database.obj
+            fd = self._lock_file(db) if not db.in_transaction() else None
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._local.fd = fd
+        self._local.depth = depth + 1
+        return self
+
+    def __exit__(self, *exc_info):
+        self._local.depth -= 1
+        try:
+            if self._local.depth == 0 and self._local.fd is not None:
+                fcntl.flock(self._local.fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _lock_file(self, db) -> int | None:
+        if not isinstance(db, peewee.SqliteDatabase) or db.database in ("", ":memory:") \
+                or db.database.startswith("file:"):
+            return None
+        key = (os.getpid(), db.database)  # per process: a descriptor is not used across a fork
+        if key not in self._files:
+            try:
+                self._files[key] = os.open(f"{db.database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                self._files[key] = None  # SQLite's own lock still serialises the writers
+        return self._files[key]
+
+
+SQLITE_WRITE_LOCK = SqliteWriter()
+# The name the request log's flusher takes it by (the gate's nonce insert and the request
+# log's flusher run often: they queue on it instead of on SQLite's sleeping busy handler).
+sqlite_write_lock = SQLITE_WRITE_LOCK
 
 
 @contextmanager
@@ -216,13 +286,78 @@ def write_transaction():
     `BEGIN IMMEDIATE` makes two concurrent writers queue on the busy timeout instead of
     both reading under a shared lock and then deadlocking when they upgrade. PostgreSQL
     uses an ordinary transaction; its row locks and conditional updates do the rest.
+
+    On SQLite the commit is as durable as `synchronous=FULL` but flushed after the writer
+    lock is released (a group commit): the transaction commits with NORMAL, then this
+    thread flushes the write-ahead log (`fdatasync`) before returning, so the caller
+    answers only once the commit is on disk, while the next writer already runs (one
+    flush covers every commit written before it).
     """
     if is_sqlite():
-        with database.obj.atomic("IMMEDIATE") as txn:
+        db = database.obj
+        if db.in_transaction():  # a savepoint: the outer transaction holds the lock
+            with db.atomic("IMMEDIATE") as txn:
+                yield txn
+            return
+        with SQLITE_WRITE_LOCK, ephemeral_write(), db.atomic("IMMEDIATE") as txn:
             yield txn
+        flush_sqlite_log(db)
     else:
         with database.atomic() as txn:
             yield txn
+
+
+def flush_sqlite_log(db: peewee.SqliteDatabase) -> None:
+    """Put every commit written so far to `db` on disk: `fdatasync` of its write-ahead log
+    (what `synchronous=FULL` does at each commit, here outside the writer lock)."""
+    if db.database in ("", ":memory:") or db.database.startswith("file:"):
+        return
+    try:
+        fd = os.open(f"{db.database}-wal", os.O_RDONLY)
+    except FileNotFoundError:  # checkpointed into the database file (synced) and removed
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def ephemeral_write():
+    """Statements inside commit without waiting for the disk (SQLite `synchronous=NORMAL`).
+
+    For writes whose loss in a power cut or OS crash costs only what docs/production.md
+    says: the gate's nonces. Such a commit survives a crash of the server process; power
+    loss may undo the ones since the last durable commit (a durable commit flushes the
+    write-ahead log, and so every ephemeral write before it, to disk). Inside a
+    transaction it changes nothing: the transaction's own commit decides.
+    """
+    db = database.obj
+    if not isinstance(db, peewee.SqliteDatabase) or db.in_transaction():
+        yield
+        return
+    conn = db.connection()
+    conn.execute(f"PRAGMA synchronous = {SQLITE_EPHEMERAL_SYNCHRONOUS}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA synchronous = {SQLITE_PRAGMAS['synchronous']}")
+
+
+def end_request() -> None:
+    """After a request: a SQLite connection stays open for this thread's next request
+    (WAL mode: an idle connection holds no lock and no snapshot), with whatever was left of
+    a transaction rolled back; a PostgreSQL connection goes back to the pool."""
+    db = database.obj
+    if isinstance(db, peewee.SqliteDatabase) and not db.is_closed():
+        db._state.transactions.clear()
+        try:
+            if db._state.conn.in_transaction:
+                db._state.conn.rollback()
+            return
+        except sqlite3.Error:
+            pass  # not reusable: closed below
+    release_connection()
 
 
 def release_connection() -> None:
@@ -265,8 +400,8 @@ def close_all() -> None:
 
 
 def init_app(app) -> None:
-    """Give each request's connection back even when the view raised (a request connects
-    on its first query)."""
+    """Give each request's connection back (or keep it, on SQLite) even when the view
+    raised (a request connects on its first query)."""
 
     @app.before_request
     def _keep_sqlite_file_open():
@@ -274,7 +409,7 @@ def init_app(app) -> None:
 
     @app.teardown_request
     def _close(exc):
-        release_connection()
+        end_request()
 
 
 def migrate(db: peewee.Database | None = None) -> list[str]:

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from portal import create_app, db
+from portal.cli import main
 from portal.domain import DomainError
 from portal.domain.accounts import create_partner_account
-from portal.cli import main
 
 
 @pytest.fixture

@@ -34,14 +34,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
-
 from flask import g
 
 from portal import rate_limits
 from portal.api.errors import ApiError, request_id, secrets_unreadable
 from portal.config import current_settings
 from portal.credentials import MalformedApiKey, SecretUnreadable, hash_api_key, parse_api_key
-from portal.db import database, sqlite_write_lock
+from portal.db import SQLITE_WRITE_LOCK, database, ephemeral_write
 from portal.domain.guardrails import ip_allowed, rate_limit_of
 from portal.logs import get_logger
 from portal.models import ApiKey, Application, AppSecret, Nonce, Partner, utcnow
@@ -211,12 +210,15 @@ def _remember_nonce(application_id: int, nonce: str, now, key: ApiKey | None = N
     if mono >= _next_cleanup:
         # Jitter spreads the clean-ups of several processes apart.
         _next_cleanup = mono + NONCE_CLEANUP_EVERY * (0.5 + random.random())
-        Nonce.delete().where(Nonce.expires_at < now).execute()
+        with ephemeral_write():
+            Nonce.delete().where(Nonce.expires_at < now).execute()
     params = (application_id, nonce, Nonce.expires_at.db_value(now + NONCE_LIFETIME))
     if _serialise_writes():
         # One writer per process at a time: threads queue on this lock (woken at once)
         # instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries.
-        with _nonce_lock, database.atomic():
+        # Ephemeral, the nonce and the rate count alike: see "Durability" in
+        # docs/production.md (a write's own durable commit flushes its nonce to disk too).
+        with _nonce_lock, ephemeral_write(), database.atomic():
             cursor = database.execute_sql(_sql("nonce"), params)
             if cursor.rowcount == 1 and key is not None and not current_settings().redis_url:
                 g.rate_window = rate_limits.hit(rate_subject(key), rate_limit_of(key))
@@ -225,7 +227,7 @@ def _remember_nonce(application_id: int, nonce: str, now, key: ApiKey | None = N
     return cursor.rowcount == 1
 
 
-_nonce_lock = sqlite_write_lock  # shared with the request log's flusher (portal.db)
+_nonce_lock = SQLITE_WRITE_LOCK  # shared with write transactions and the request log's flusher
 
 
 def _serialise_writes() -> bool:

@@ -113,9 +113,9 @@ def redemption_json(redemption: Redemption, member_id: str) -> dict:
     }
 
 
-def card_or_404(call: ApiCall, card_id: str, param: str = "card_id"):
-    """The caller's program card, or 404."""
-    card = catalog.owned_card(call.partner_id, card_id)
+def card_or_404(call: ApiCall, card_id: str, param: str = "card_id", *, rewards: bool = True):
+    """The caller's program card (with `.reward_list` unless `rewards=False`), or 404."""
+    card = catalog.owned_card(call.partner_id, card_id, rewards=rewards)
     if card is None:
         raise not_found("card", param)
     return card
@@ -146,7 +146,7 @@ def stamp_history(call: ApiCall, member_id):
 def add_stamps(call: ApiCall, member_id):
     """Add `count` (1-1000) stamps on `card_id`; returns the ledger entry with `balance_after`."""
     member = member_or_404(call, member_id)
-    card = card_or_404(call, call.body["card_id"])
+    card = card_or_404(call, call.body["card_id"], rewards=False)
     _, data = with_event(call.application, call.mode, "stamps.added",
                          lambda: ledger.add_stamps(member, card, call.body["count"], reference=call.body.get("reference")),
                          lambda entry: entry_json(entry, member.public_id))

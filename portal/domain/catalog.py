@@ -91,10 +91,19 @@ def list_cards(partner) -> list[Card]:
     return cards
 
 
-def owned_card(partner, public_id: str) -> Card | None:
-    """The partner's card with this public id (`card_…`), or None for anyone else's."""
-    card = Card.get_or_none((Card.public_id == str(public_id)) & (Card.partner == partner))
-    if card is not None:
+_OWNED_CARD_SQL: dict[type, str] = {}
+
+
+def owned_card(partner, public_id: str, *, rewards: bool = True) -> Card | None:
+    """The partner's card with this public id (`card_…`), or None for anyone else's; with
+    `.reward_list` (cheapest first) unless `rewards=False`."""
+    # On every stamps write: rendered to SQL once per engine (parameters: public id, partner id).
+    sql = _OWNED_CARD_SQL.get(type(database.obj))
+    if sql is None:
+        sql = _OWNED_CARD_SQL[type(database.obj)] = Card.select().where(
+            (Card.public_id == "") & (Card.partner == 0)).sql()[0]
+    card = next(iter(Card.raw(sql, str(public_id), getattr(partner, "id", partner))), None)
+    if card is not None and rewards:
         card.reward_list = list(card.rewards.order_by(Reward.stamps_cost, Reward.id))
     return card
 

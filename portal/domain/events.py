@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from portal.db import database, write_transaction
+from portal.db import write_transaction
 from portal.domain import DomainError
 from portal.models import Application, WebhookDelivery, WebhookEndpoint, WebhookEvent, isoformat, new_public_id, utcnow
 
@@ -49,7 +49,10 @@ def emit(application, mode: str, type: str, data: dict) -> None:
     if mode not in ("test", "prod"):
         raise ValueError(f"unknown mode {mode!r}")
     app_pk = application.id if isinstance(application, Application) else int(application)
-    with database.atomic():
+    # Its own transaction takes the write lock first (SQLite: a read that later writes
+    # would fail, not wait, when another connection wrote in between); inside the caller's
+    # it is a savepoint.
+    with write_transaction():
         endpoints = [
             endpoint for endpoint in WebhookEndpoint.select().where(
                 (WebhookEndpoint.application == app_pk) & (WebhookEndpoint.mode == mode)

@@ -3,7 +3,8 @@
 Every movement is one relative UPDATE of the balance row, `RETURNING` the new balance, and
 the ledger entry for it, in one write transaction:
 
-- a credit: `SET balance = balance + n`;
+- a credit: `SET balance = balance + n` (for stamps an upsert: the row is created with n
+  when the member has none on that card yet);
 - a debit: `SET balance = balance - n WHERE … AND balance >= n` — when no row matches, the
   balance was too low and nothing was written. The check and the write are one statement,
   so two concurrent debits can never both spend the same stamps or money: on SQLite the
@@ -26,6 +27,7 @@ import peewee
 from portal.db import database, write_transaction
 from portal.domain import Conflict, Invalid, NotFound
 from portal.models import Card, LedgerEntry, Member, Redemption, Reward, StampBalance
+from portal.models.base import new_public_id, utcnow
 
 STAMPS_PER_CALL_MAX = 1000
 CASHBACK_AMOUNT_MAX = 100_000_000_00  # minor units per movement; keeps sums far from int64
@@ -82,17 +84,23 @@ def stamp_balances(member: Member) -> list[dict]:
     return [{"card_id": card_id, "card_name": name, "balance": balance} for card_id, name, balance in rows]
 
 
+_CREDIT_SQL: dict[type, str] = {}
+
+
 def _credit_stamps(member, card, count: int, *, source: str, reference=None, description=None) -> LedgerEntry:
-    # The balance row may not exist yet; creating it is idempotent, the credit is relative.
-    StampBalance.insert(member=member, card=card, balance=0).on_conflict_ignore().execute()
-    rows = list(
-        StampBalance.update(balance=StampBalance.balance + count)
-        .where((StampBalance.member == member) & (StampBalance.card == card))
-        .returning(StampBalance.balance)
-        .tuples()
-        .execute()
-    )
-    return _entry(member, "stamps", count, rows[0][0], card=card, source=source, reference=reference,
+    # One statement: the balance row is created with `count`, or (it exists) credited
+    # relatively, and the new balance returned. Rendered once per engine (parameters:
+    # member id, card id, count, count).
+    sql = _CREDIT_SQL.get(type(database.obj))
+    if sql is None:
+        sql = _CREDIT_SQL[type(database.obj)] = (
+            StampBalance.insert(member=0, card=0, balance=0)
+            .on_conflict(conflict_target=(StampBalance.member, StampBalance.card),
+                         update={StampBalance.balance: StampBalance.balance + 0})
+            .returning(StampBalance.balance)
+        ).sql()[0]
+    balance = database.execute_sql(sql, (member.id, card.id, count, count)).fetchone()[0]
+    return _entry(member, "stamps", count, balance, card=card, source=source, reference=reference,
                   description=description)
 
 
@@ -165,11 +173,36 @@ def _credit_cashback(member, amount: int, *, source: str, reference=None, descri
 def _entry(member, kind: str, amount: int, balance_after: int, *, source: str, card=None,
            reference=None, description=None) -> LedgerEntry:
     assert source in SOURCES, source
-    return LedgerEntry.create(
-        partner=member.partner_id, mode=member.mode, member=member, kind=kind, card=card,
-        amount=amount, balance_after=balance_after, source=source,
-        reference=reference or None, description=description or None,
-    )
+    values = {
+        "public_id": new_public_id("txn_"), "partner": member.partner_id, "mode": member.mode,
+        "member": member.id, "kind": kind, "card": card.id if card is not None else None,
+        "amount": amount, "balance_after": balance_after, "source": source,
+        "reference": reference or None, "description": description or None, "created_at": utcnow(),
+    }
+    # Every ledger write inserts one: the INSERT is written once per engine (building it
+    # with peewee cost more than running it).
+    sql = _ENTRY_SQL.get(type(database.obj))
+    if sql is None:
+        sql = _ENTRY_SQL[type(database.obj)] = _insert_returning_id_sql(LedgerEntry, list(values))
+    fields = LedgerEntry._meta.fields
+    params = [fields[name].db_value(value) for name, value in values.items()]
+    entry_id = database.execute_sql(sql, params).fetchone()[0]
+    entry = LedgerEntry(__no_default__=True, id=entry_id, **values)
+    entry.member, entry.card = member, card
+    return entry
+
+
+_ENTRY_SQL: dict[type, str] = {}
+
+
+def _insert_returning_id_sql(model, names: list[str]) -> str:
+    """`INSERT INTO table (columns of `names`) VALUES (…) RETURNING id`, with the engine's
+    parameter marks (SQLite 3.35+ and PostgreSQL both return)."""
+    db = database.obj
+    fields = model._meta.fields
+    columns = ", ".join(f'"{fields[name].column_name}"' for name in names)
+    marks = ", ".join([db.param] * len(names))
+    return f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks}) RETURNING "id"'
 
 
 def history_query(member: Member, kind: str, card: Card | None = None):

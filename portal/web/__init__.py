@@ -70,6 +70,16 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "object-src 'none'",
 ])
 
+# On every response (setdefault: a view may set its own).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+
 # htmx settings: never keep page snapshots (they could hold a show-once secret) in
 # localStorage, no eval, and swap 4xx/5xx bodies too (ours carry HX-Reswap: none and an
 # out-of-band message, so an error is shown instead of silently ignored).
@@ -341,8 +351,20 @@ def end_current_session() -> None:
 def init_app(app) -> None:
     """Mount the portal's blueprints with sessions, CSRF checks, error pages, security
     headers and template helpers."""
-    from portal.web import account, audit_log, auth, developer, docs, home, permissions, program, sdk, team, webhooks
-    from portal.web import request_log
+    from portal.web import (
+        account,
+        audit_log,
+        auth,
+        developer,
+        docs,
+        home,
+        permissions,
+        program,
+        request_log,
+        sdk,
+        team,
+        webhooks,
+    )
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
     login_manager.init_app(app)
@@ -424,12 +446,8 @@ def init_app(app) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
         if _is_portal_request() and response.mimetype == "text/html":
             headers.add("Vary", "HX-Request")
             # Signed-in pages hold an organisation's data: keep them out of shared caches.

@@ -41,6 +41,7 @@ from portal.domain.applications import (
     roll_api_key,
     secret_state,
 )
+from portal.domain.events import emit, with_event
 from portal.domain.guardrails import (
     MAX_ALLOWED_IPS,
     days_left,
@@ -51,7 +52,6 @@ from portal.domain.guardrails import (
     recently_exposed,
     update_guardrails,
 )
-from portal.domain.events import emit, with_event
 from portal.domain.roles import can, key_action
 from portal.models import MODES, ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups

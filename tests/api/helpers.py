@@ -36,7 +36,6 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import requests
-
 from loyalty_sdk import canonical_string
 from loyalty_sdk.signing import new_nonce, signature_header
 

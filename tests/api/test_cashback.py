@@ -14,7 +14,6 @@ from tests.conftest import LiveServer
 from tests.domain.test_ledger import refuse_inserts
 
 
-
 def balance(api, member) -> int:
     return api.get(f"/v1/members/{member}/cashback").get_json()["balance"]
 

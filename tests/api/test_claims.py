@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
 from tests.api.conftest import create_member
+from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
 
 
 def file_claim(api, **fields):

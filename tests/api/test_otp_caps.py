@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from portal.config import current_settings, use_settings
-from portal.models import Application, Member, OtpSend, utcnow
+from portal.models import OtpSend, utcnow
 from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
 
 

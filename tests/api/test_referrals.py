@@ -8,8 +8,8 @@ import pytest
 from portal.domain import catalog
 from portal.domain.catalog import ProgramSettings
 from portal.models import Partner
-from tests.api.helpers import SignedClient, add_key, error_of
 from tests.api.conftest import create_member
+from tests.api.helpers import SignedClient, add_key, error_of
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from portal.credentials import generate_api_key
 from portal.models import ApiKey, AuditEvent
-from tests.api.helpers import SignedClient, add_key, create_credentials, error_of
+from tests.api.helpers import add_key, create_credentials, error_of
 
 SOURCE = "https://github.com/example/shop/blob/main/.env"
 

@@ -8,7 +8,6 @@ import pytest
 from portal.api.claims import claim_json
 from portal.domain import Conflict, Invalid, claims, ledger
 from portal.models import Claim, LedgerEntry, StampBalance
-
 from tests.domain.test_ledger import refuse_inserts, run_concurrently
 
 pytestmark = pytest.mark.both_engines

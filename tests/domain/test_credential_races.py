@@ -12,8 +12,7 @@ import peewee
 import pytest
 
 from portal import db
-from portal.domain import catalog, ledger
-from portal.domain import Conflict
+from portal.domain import Conflict, catalog, ledger
 from portal.domain.applications import create_application, issue_api_key, regenerate_secret, roll_api_key
 from portal.models import ApiKey, AppSecret, Card, Reward, utcnow
 

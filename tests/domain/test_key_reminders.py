@@ -16,7 +16,6 @@ from portal.domain.guardrails import revoke_exposed, send_expiry_reminders
 from portal.models import ApiKey, Partner, User, WebhookEndpoint, WebhookEvent, utcnow
 from tests.api.helpers import NO_PASSWORD
 
-
 _partners = itertools.count(1)
 
 
@@ -66,8 +65,8 @@ def test_an_exposed_key_sends_api_key_exposed_with_its_source(app):
 
 @pytest.mark.sqlite_only  # mail delivery: the engine plays no part
 def test_owners_and_admins_get_an_email_when_mail_is_configured(tmp_path):
-    from tests.test_mail import Inbox, aiosmtpd_controller
     from tests.conftest import free_port
+    from tests.test_mail import Inbox, aiosmtpd_controller
 
     box = Inbox()
     controller = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=free_port())

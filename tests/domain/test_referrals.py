@@ -7,7 +7,6 @@ import pytest
 from portal.domain import DomainError, catalog, ledger, referrals
 from portal.domain.catalog import ProgramSettings
 from portal.models import LedgerEntry, Referral, StampBalance
-
 from tests.domain.test_ledger import refuse_inserts, run_concurrently
 
 pytestmark = pytest.mark.both_engines

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import requests
+from loyalty_sdk import IPNotAllowedError, LoyaltyClient
 from playwright.sync_api import Page, expect
 
-from loyalty_sdk import IPNotAllowedError, LoyaltyClient
 from tests.e2e.test_journeys import create_application, key_row, sign_up
 
 pytestmark = pytest.mark.browser

@@ -1,12 +1,15 @@
 """Races against the real server in two worker processes, on SQLite and on PostgreSQL:
-no double spend, no replayed nonce, no claim applied twice."""
+no double spend, no replayed nonce, no claim applied twice, no revoked key accepted."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 
-from tests.reliability.conftest import WORKERS, run_together
+import psycopg2
+
+from tests.reliability.conftest import WORKERS, PartnerClient, run_together
 
 
 def _statuses(results) -> list:
@@ -91,3 +94,34 @@ def _worker_pids(server) -> list[int]:
         except OSError:
             pass
     return children
+
+
+def test_a_key_revoked_by_another_process_fails_on_its_next_request_in_every_server_thread(server):
+    """The server's threads keep their database connections between requests; none of them
+    may go on accepting a key that another process has revoked."""
+    creds = server.demo()  # a partner of its own: the module's partner keeps its key
+    caller = PartnerClient(server.url, creds)
+    # Enough at once that every thread of both workers has served a request (and holds a connection).
+    assert _statuses(run_together(16, lambda i: caller.get("/v1/key"))) == [200] * 16
+
+    _revoke_every_key_of(server.env["LOYALTY_DATABASE_URL"], creds["app_id"])
+
+    results = run_together(16, lambda i: caller.get("/v1/key"))
+    assert _statuses(results) == [401] * 16
+    assert {r.json()["error"]["code"] for r in results} == {"revoked_api_key"}
+
+
+def _revoke_every_key_of(database_url: str, app_id: str) -> None:
+    """What the portal's Revoke button writes, from a process other than the server."""
+    sql = ("UPDATE api_key SET revoked_at = CURRENT_TIMESTAMP "
+           "WHERE application_id = (SELECT id FROM application WHERE app_id = {0})")
+    if database_url.startswith("sqlite:///"):
+        conn = sqlite3.connect(database_url[len("sqlite:///"):], timeout=10)
+        with conn:
+            conn.execute(sql.format("?"), (app_id,))
+        conn.close()
+    else:
+        conn = psycopg2.connect(database_url)
+        with conn, conn.cursor() as cursor:
+            cursor.execute(sql.format("%s"), (app_id,))
+        conn.close()

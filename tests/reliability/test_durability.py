@@ -8,6 +8,7 @@ import random
 import threading
 import time
 
+import pytest
 import requests
 
 WRITERS = 6
@@ -67,3 +68,39 @@ def test_every_acknowledged_write_survives_a_sigkill_of_the_server(own_server, o
     assert found == acked
     print(f"\n[durability {request.node.callspec.id}] acknowledged before SIGKILL: {acked}, "
           f"found after restart: {found}, entries in the ledger: {len(found_ids)}")
+
+
+@pytest.mark.sqlite_only  # SQLite's flush setting; PostgreSQL's default synchronous_commit is durable
+def test_sqlite_writes_are_on_disk_before_they_return_and_only_the_gates_nonces_are_not(app, monkeypatch):
+    """What docs/production.md ("Durability") promises: a connection commits with
+    synchronous=FULL (2), which survives power loss; a write transaction commits with
+    NORMAL (1) and then flushes the write-ahead log itself before it returns; the gate's
+    nonce insert alone runs with NORMAL and no flush."""
+    import os
+
+    from portal import db
+
+    flushed = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd):
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+
+    def synchronous() -> int:
+        return db.database.execute_sql("PRAGMA synchronous").fetchone()[0]
+
+    with app.app_context():
+        assert synchronous() == 2
+        with db.ephemeral_write():
+            assert synchronous() == 1
+        assert synchronous() == 2 and flushed == []
+        with db.write_transaction():
+            db.database.execute_sql("CREATE TABLE probe (x)")
+            with db.write_transaction():  # nested: a savepoint, flushed with the outer commit
+                assert synchronous() == 1
+            assert flushed == []
+        assert flushed == [db.database.obj.database + "-wal"]
+        assert synchronous() == 2

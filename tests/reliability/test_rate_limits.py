@@ -79,8 +79,8 @@ def test_two_server_processes_counting_in_redis_let_exactly_the_limit_through(tm
         second.stop()
     assert statuses.count(200) == LIMIT
     assert statuses.count(429) == LIMIT
-    from portal.models import RateCounter  # nothing was counted in the database
     from portal import create_app, db
+    from portal.models import RateCounter  # nothing was counted in the database
 
     app = create_app({"DATA_DIR": str(tmp_path / "one"), "DATABASE_URL": database_url})
     with app.app_context():

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from loyalty_sdk import LoyaltyClient
+
 from tests.sdk.proxy import FaultProxy
 
 

@@ -7,7 +7,6 @@ import re
 import secrets
 
 import pytest
-
 from loyalty_sdk import (
     APIConnectionError,
     APIError,
@@ -24,6 +23,7 @@ from loyalty_sdk import (
     RateLimitError,
     __version__,
 )
+
 from tests.sdk.conftest import create_key
 
 APP_ID = "app_k3j9x0q2m5n8p1r4"

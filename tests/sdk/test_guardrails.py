@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-
 from loyalty_sdk import (
     AuthenticationError,
     IPNotAllowedError,
@@ -19,6 +17,7 @@ from loyalty_sdk import (
     PermissionDeniedError,
     RateLimitError,
 )
+
 from portal.credentials import generate_api_key
 from tests.conftest import LiveServer
 from tests.sdk.proxy import FaultProxy

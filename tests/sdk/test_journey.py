@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 
 import pytest
-
 from loyalty_sdk import (
     Card,
     CashbackBalance,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from loyalty_sdk import Card, LoyaltyObject, Member, StampBalances
 from loyalty_sdk.client import ListIterator
 

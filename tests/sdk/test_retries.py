@@ -7,7 +7,6 @@ import secrets
 import time
 
 import pytest
-
 from loyalty_sdk import APIError, RateLimitError
 
 

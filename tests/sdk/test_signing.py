@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import loyalty_sdk
 import pytest
 import requests
-
-import loyalty_sdk
 from loyalty_sdk import LoyaltyAuth, canonical_string, check_api_key, sign
 
 VALID_APP_ID = "app_k3j9x0q2m5n8p1r4"

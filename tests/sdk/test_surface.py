@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import inspect
 
-import requests
-
 import loyalty_sdk
+import requests
 from loyalty_sdk import ENDPOINTS, SCOPES, LoyaltyClient
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
