@@ -218,6 +218,10 @@ def restore_backup(source: Path, *, data_dir: Path, database_url: str) -> tuple[
         scratch = Path(scratch_name)
         os.chmod(scratch, 0o700)
         manifest = _read_archive(source, scratch)
+        unknown = [name for name in manifest.get("keys", []) if name not in KEY_ENV]
+        if unknown:  # a crafted manifest must not name files outside the data dir
+            raise BackupError(f"{source} lists unknown key files ({', '.join(map(repr, unknown[:3]))}): "
+                              "not a backup made by loyalty-portal backup. Nothing was written.")
         database_target = sqlite_path(database_url)
         if manifest["engine"] == "sqlite" and database_target is None:
             raise BackupError("this backup holds a SQLite database but LOYALTY_DATABASE_URL names PostgreSQL; "

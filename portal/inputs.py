@@ -42,6 +42,14 @@ def whole_number(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def row_id(value) -> int | None:
+    """A database row id from a URL or a form (`5`, `"5"`), or None for anything that
+    cannot be one: not a whole number, zero, or too many digits for the database's integer
+    (SQLite raises rather than answering "no such row")."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else whole_number(str(value or ""))
+    return number if number is not None and 1 <= number < 2**63 else None
+
+
 class AmountError(ValueError):
     """Why an amount cannot be read: `reason` is "not_a_number" or "too_many_decimals"."""
 

@@ -152,6 +152,26 @@ def test_restore_refuses_a_file_that_is_no_backup_and_writes_nothing(tmp_path, a
     assert not target.exists() and not (tmp_path / "escape").exists()
 
 
+def test_restore_refuses_a_manifest_naming_files_outside_the_data_dir(tmp_path, archive):
+    import io
+    import json
+
+    crafted = tmp_path / "crafted.tar.gz"
+    with tarfile.open(archive) as original, tarfile.open(crafted, "w:gz") as out:
+        for member in original.getmembers():
+            data = original.extractfile(member).read() if member.isfile() else None
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest["keys"] = [*manifest["keys"], "../outside"]
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    target = tmp_path / "target"
+    result = run_cli(target, "restore", str(crafted))
+    assert result.returncode != 0 and "unknown key files" in result.stderr and "Nothing was written" in result.stderr
+    assert not target.exists() and not (tmp_path / "outside").exists()
+
+
 def test_backup_on_postgresql_says_to_use_pg_dump_and_keeps_the_keys(tmp_path, postgres_databases):
     url = postgres_databases.create()
     try:

@@ -22,6 +22,7 @@ from portal.credentials import (
 )
 from portal.db import database, lock_for_update, write_transaction
 from portal.domain import Conflict, Invalid, audit
+from portal.inputs import row_id
 from portal.models import MODES, ApiKey, Application, AppSecret, utcnow
 from portal.scopes import normalise_scopes
 
@@ -263,9 +264,8 @@ def revoke_api_key(key: ApiKey, *, by=None) -> bool:
 
 def owned_api_key(partner, app: Application, key_id) -> ApiKey | None:
     """A key of `app` that belongs to `partner`, or None (callers answer 404)."""
-    try:
-        key_id = int(key_id)
-    except (TypeError, ValueError):
+    key_id = row_id(key_id)
+    if key_id is None:
         return None
     return (
         ApiKey.select().join(Application)

@@ -25,6 +25,7 @@ from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
 from portal.db import write_transaction
 from portal.domain import Invalid, audit
 from portal.domain.events import emit
+from portal.inputs import whole_number
 from portal.logs import get_logger
 from portal.models import ApiKey, Application, User, utcnow
 
@@ -119,12 +120,12 @@ def parse_rate_limit(raw, mode: str) -> int | None:
     if not text:
         return None
     default = default_rate_limit(mode)
-    if not text.isdigit() or len(text) > 18:
-        if text.startswith("-") and text[1:].isdigit():
+    value = whole_number(text)
+    if value is None:
+        if text.startswith("-") and whole_number(text[1:]) is not None:
             raise Invalid("Requests per minute must be at least 1.", field="rate_limit")
         raise Invalid(f"Enter a whole number of requests per minute, at most {default}, or leave it empty.",
                       field="rate_limit")
-    value = int(text)
     if value < 1:
         raise Invalid("Requests per minute must be at least 1 (revoke the key to stop it altogether).",
                       field="rate_limit")

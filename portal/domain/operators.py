@@ -25,6 +25,7 @@ import peewee
 from portal.db import write_transaction
 from portal.domain import Conflict, Invalid, NotFound, audit
 from portal.domain.roles import OPERATOR
+from portal.inputs import row_id
 from portal.models import ApiKey, Application, AuditEvent, Partner, User, utcnow
 
 SEARCH_MAX = 120
@@ -135,10 +136,7 @@ def waiting_count() -> int:
 def partner_overview(partner_id) -> tuple[PartnerRow, list[User], list[Application]]:
     """One partner for its console page: its row, its users (emails and roles) and its
     applications (names and dates). NotFound for an unknown id."""
-    try:
-        partner_id = int(partner_id)
-    except (TypeError, ValueError):
-        partner_id = 0
+    partner_id = row_id(partner_id) or 0
     rows = partner_rows(partner_ids=[partner_id])
     if not rows:
         raise NotFound("There is no partner with this id.", code="partner_missing")

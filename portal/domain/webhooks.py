@@ -30,6 +30,7 @@ from portal.db import is_postgres, write_transaction
 from portal.domain import Conflict, Invalid, NotFound, audit
 from portal.domain.applications import secret_box
 from portal.domain.events import EVENT_TYPES, TEST_EVENT_TYPE, record_event
+from portal.inputs import row_id
 from portal.models import (
     MODES,
     Application,
@@ -245,10 +246,9 @@ def deliveries_of(endpoint: WebhookEndpoint, limit: int = 50) -> list[WebhookDel
 
 
 def owned_delivery(endpoint: WebhookEndpoint, delivery_id) -> WebhookDelivery:
-    try:
-        delivery_id = int(delivery_id)
-    except (TypeError, ValueError):
-        raise NotFound("No such delivery.", field="delivery") from None
+    delivery_id = row_id(delivery_id)
+    if delivery_id is None:
+        raise NotFound("No such delivery.", field="delivery")
     delivery = (WebhookDelivery.select(WebhookDelivery, WebhookEvent).join(WebhookEvent)
                 .where((WebhookDelivery.id == delivery_id) & (WebhookDelivery.endpoint == endpoint)).first())
     if delivery is None:

@@ -206,7 +206,6 @@ def team_and_security(browser, page, server, shot, label, width, height) -> None
 def new_pages(browser, server, shot, label, width, height) -> None:
     """The request log, usage chart, webhooks, key guardrails and the operator console."""
     import requests
-
     from loyalty_sdk import sign
 
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()

@@ -56,6 +56,8 @@ def test_a_key_created_with_allowed_ips_and_a_limit_keeps_them_normalised(app, s
     ({"rate_limit": "601"}, "At most 600 requests per minute for a test key"),
     ({"rate_limit": "1000000000"}, "At most 600 requests per minute"),
     ({"rate_limit": "ten"}, "Enter a whole number"),
+    ({"rate_limit": "²"}, "Enter a whole number"),  # a digit to str.isdigit, not to int()
+    ({"rate_limit": "٣٠"}, "Enter a whole number"),
 ])
 def test_bad_guardrails_show_a_clear_message_and_issue_nothing(app, signed_in, org, overrides, message):
     before = count(app, ApiKey)
@@ -149,3 +151,8 @@ def test_a_key_expiring_later_shows_no_reminder(app, signed_in, org):
         ApiKey.update(expires_at=utcnow() + timedelta(days=20)).where(ApiKey.id == org.key_id).execute()
     page = text(signed_in.get(app_url(org)))
     assert "Expires in" not in page and "within 7 days" not in page
+
+
+def test_a_key_id_that_cannot_be_a_row_is_404_not_an_error(app, signed_in, org):
+    for key_id in ("9" * 30, "0", "-1", "x"):
+        assert signed_in.get(app_url(org, f"/keys/{key_id}/edit")).status_code == 404

@@ -96,6 +96,7 @@ def test_an_operator_sees_metadata_never_secrets_or_keys(app, operator):
     for secret in (org.app_secret, org.key_plaintext):
         assert secret not in page
     assert operator.get("/admin/partners/999999").status_code == 404
+    assert operator.get("/admin/partners/" + "9" * 30).status_code == 404  # too long for the database
 
 
 @pytest.mark.parametrize("path", ["/developer", "/program", "/team", "/audit", "/audit.csv"])

@@ -167,6 +167,14 @@ def test_another_partners_endpoint_is_404(app, signed_in, org):
     assert _endpoint(app) is not None
 
 
+def test_a_delivery_id_that_cannot_be_a_row_is_404(app, signed_in, org):
+    _add(signed_in, org, "http://127.0.0.1:9/hook")
+    base = f"/developer/apps/{org.app_id}/webhooks/{_endpoint(app).public_id}/deliveries"
+    for delivery_id in ("9" * 30, "0", "x"):
+        assert signed_in.get(f"{base}/{delivery_id}").status_code == 404
+        assert signed_in.post(f"{base}/{delivery_id}/resend").status_code == 404
+
+
 def test_the_signing_secret_is_stored_encrypted(app, signed_in, org):
     html = _add(signed_in, org, "http://127.0.0.1:9/hook").get_data(as_text=True)
     secret = SECRET_RE.search(html).group(0)
