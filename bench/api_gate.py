@@ -134,7 +134,7 @@ def run_server_benchmark(args) -> None:
                               capture_output=True, text=True, check=True)
         creds = json.loads(demo.stdout)
         if args.allowed_ips:
-            _set_allowed_ips(env)
+            set_allowed_ips(env)
         body = json.dumps({"email": "bench@example.com"}).encode()
         headers = {**signed_headers("POST", "/v1/members", body, creds), "Content-Type": "application/json"}
         member = requests.post(base + "/v1/members", data=body, headers=headers, timeout=10).json()
@@ -186,7 +186,7 @@ def run_server_benchmark(args) -> None:
 ALLOWED_IPS = "10.0.0.0/8\n127.0.0.0/8\n::1"
 
 
-def _set_allowed_ips(env: dict) -> None:
+def set_allowed_ips(env: dict) -> None:
     """Give every key of the server's database an allowed list holding loopback."""
     subprocess.run([sys.executable, "-c",
                     "from portal import create_app; from portal.models import ApiKey; app = create_app(); "

@@ -8,7 +8,9 @@ In one run it starts, each on a port of its own:
 - `loyalty-portal serve` on PostgreSQL (a fresh database, created here and dropped at the end),
   unless --engines says otherwise;
 
-creates the demo partner on each portal and a member, then measures in alternating rounds
+creates the demo partner on each portal and a member, gives the demo's keys an allowed-IP
+list (loopback inside it) and raises the keys' rate limit so that every call is counted
+but none refused (the guardrails and the request log are on, as in production), then measures in alternating rounds
 (bare Flask first in every engine's turn, so drift in the machine's load hits all alike):
 bare Flask /healthz, portal /healthz, a signed read (GET /v1/members/{id}/stamps) and a
 signed write (POST /v1/members/{id}/stamps, 1 stamp on the demo's coffee card).
@@ -40,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_gate import REPO, free_port, signed_headers, worker_cpu_seconds  # noqa: E402
+from api_gate import REPO, set_allowed_ips, free_port, signed_headers, worker_cpu_seconds  # noqa: E402
 
 LUA = Path(__file__).resolve().parent / "wrk_gate.lua"
 WORKERS, THREADS = 2, 4  # serve's defaults, and the bare app's
@@ -126,7 +128,9 @@ def start_bare(tmp: Path) -> Target:
 
 
 def portal_env(data_dir: Path, database_url: str | None) -> dict:
-    env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir), "PYTHONPATH": f"{REPO}:{REPO / 'sdk'}"}
+    env = {**os.environ, "LOYALTY_DATA_DIR": str(data_dir), "PYTHONPATH": f"{REPO}:{REPO / 'sdk'}",
+           # every call counted against its key's limit, none refused during the runs
+           "LOYALTY_RATE_LIMIT_TEST": "1000000", "LOYALTY_RATE_LIMIT_PROD": "1000000"}
     env.pop("LOYALTY_DATABASE_URL", None)
     if database_url:
         env["LOYALTY_DATABASE_URL"] = database_url
@@ -154,6 +158,7 @@ def prepare_portal(target: Target) -> None:
     demo = subprocess.run([sys.executable, "-m", "portal.cli", "demo", "--json"], cwd=REPO, check=True,
                           env=portal_env(target.workdir, target.database_url), capture_output=True, text=True)
     target.creds = json.loads(demo.stdout)
+    set_allowed_ips(portal_env(target.workdir, target.database_url))
     body = json.dumps({"email": f"bench-{secrets.token_hex(4)}@example.com"}).encode()
     headers = {**signed_headers("POST", "/v1/members", body, target.creds), "Content-Type": "application/json"}
     response = requests.post(target.base + "/v1/members", data=body, headers=headers, timeout=10)
