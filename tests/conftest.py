@@ -171,6 +171,7 @@ class PostgresDatabases:
         changed (a trigger, a function, a column) is dropped instead, as is one that
         cannot be emptied."""
         name = _database_name(url)
+        request_log.discard()  # records still buffered belong to this database
         try:
             # Whatever the test left connected (a thread's connection, a killed server's
             # backend) must not hold a lock on the rows about to go.
@@ -199,6 +200,7 @@ class PostgresDatabases:
 
     def drop(self, name_or_url: str) -> None:
         name = _database_name(name_or_url)
+        request_log.discard()  # a flush into a dropped database would fail (and say so)
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.free = [url for url in self.free if _database_name(url) != name]
 

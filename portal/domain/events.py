@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from portal.db import write_transaction
+from portal.db import database, write_transaction
 from portal.domain import DomainError
 from portal.models import Application, WebhookDelivery, WebhookEndpoint, WebhookEvent, isoformat, new_public_id, utcnow
 
@@ -49,21 +49,35 @@ def emit(application, mode: str, type: str, data: dict) -> None:
     if mode not in ("test", "prod"):
         raise ValueError(f"unknown mode {mode!r}")
     app_pk = application.id if isinstance(application, Application) else int(application)
+    if database.obj.in_transaction():
+        # Inside the change's transaction (the usual case): a failure here rolls the whole
+        # transaction back, so no savepoint of its own is needed.
+        _emit(application, app_pk, mode, type, data)
+        return
     # Its own transaction takes the write lock first (SQLite: a read that later writes
-    # would fail, not wait, when another connection wrote in between); inside the caller's
-    # it is a savepoint.
+    # would fail, not wait, when another connection wrote in between).
     with write_transaction():
-        endpoints = [
-            endpoint for endpoint in WebhookEndpoint.select().where(
-                (WebhookEndpoint.application == app_pk) & (WebhookEndpoint.mode == mode)
-                & (WebhookEndpoint.enabled == True)  # noqa: E712 (peewee expression)
-            )
-            if endpoint.wants(type)
-        ]
-        if not endpoints:
-            return
-        app = application if isinstance(application, Application) else Application.get_by_id(app_pk)
-        record_event(app, mode, type, data, endpoints)
+        _emit(application, app_pk, mode, type, data)
+
+
+_ENDPOINTS_SQL: dict[type, str] = {}
+
+
+def _emit(application, app_pk: int, mode: str, type: str, data: dict) -> None:
+    # On every write of the API: rendered to SQL once per engine (building the peewee
+    # query cost more than the rest of a write with no endpoint).
+    engine = database.obj.__class__
+    sql = _ENDPOINTS_SQL.get(engine)
+    if sql is None:
+        sql = _ENDPOINTS_SQL[engine] = WebhookEndpoint.select().where(
+            (WebhookEndpoint.application == 0) & (WebhookEndpoint.mode == "")
+            & (WebhookEndpoint.enabled == True)  # noqa: E712 (peewee expression)
+        ).sql()[0]
+    endpoints = [endpoint for endpoint in WebhookEndpoint.raw(sql, app_pk, mode, True) if endpoint.wants(type)]
+    if not endpoints:
+        return
+    app = application if isinstance(application, Application) else Application.get_by_id(app_pk)
+    record_event(app, mode, type, data, endpoints)
 
 
 def record_event(app: Application, mode: str, type: str, data: dict, endpoints) -> WebhookEvent:
