@@ -42,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_gate import REPO, set_allowed_ips, free_port, signed_headers, worker_cpu_seconds  # noqa: E402
+from api_gate import REPO, free_port, set_allowed_ips, signed_headers, worker_cpu_seconds  # noqa: E402
 
 LUA = Path(__file__).resolve().parent / "wrk_gate.lua"
 WORKERS, THREADS = 2, 4  # serve's defaults, and the bare app's

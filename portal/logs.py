@@ -143,8 +143,8 @@ class LineFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id (while serving a
-    request), and the fields a line carries (`extra={"fields": {...}}`; /v1 requests: the
-    request log's fields)."""
+    request), and the fields a line carries (`extra={"fields": {...}}`, or a function
+    returning them; /v1 requests: the request log's fields)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": _utc_time(record), "level": record.levelname, "logger": record.name,
@@ -153,6 +153,8 @@ class JsonFormatter(logging.Formatter):
         if rid:
             entry["request_id"] = rid
         fields = getattr(record, "fields", None)
+        if callable(fields):  # made only when a JSON line is written (the API's, per request)
+            fields = fields()
         if isinstance(fields, dict):
             for name, value in fields.items():
                 entry.setdefault(name, value)
@@ -207,3 +209,25 @@ def logging_config(fmt: str | None = None) -> dict:
 def configure(fmt: str | None = None) -> None:
     """Install `logging_config` in this process (serve does, before anything logs)."""
     logging.config.dictConfig(logging_config(fmt))
+
+
+def _gunicorn_logger_class():
+    from gunicorn.glogging import Logger
+
+    class GunicornLogger(Logger):
+        """gunicorn's logger without its access line: the app writes one line per request
+        itself (with its request id, key and client), so nothing is built for gunicorn's."""
+
+        def access(self, resp, req, environ, request_time):
+            return None
+
+    return GunicornLogger
+
+
+def __getattr__(name: str):
+    # `serve` names portal.logs.GunicornLogger; gunicorn is imported only when asked for.
+    if name == "GunicornLogger":
+        cls = globals()["GunicornLogger"] = _gunicorn_logger_class()
+        return cls
+    raise AttributeError(name)
+

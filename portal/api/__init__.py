@@ -180,29 +180,34 @@ _NOT_FOUND = _NotFound()
 def _finish_request(response: Response) -> Response:
     """`X-Request-Id` on every response; one log line and one request-log record per API
     request."""
-    response.headers.setdefault(REQUEST_ID_HEADER, request_id())
+    rid = request_id()
+    response.headers.setdefault(REQUEST_ID_HEADER, rid)
     if _is_api_path(request.path):
         elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
+        environ = request.environ
+        method, path, status = request.method, request.path, response.status_code
         key = g.get("api_key_masked") or _masked_header_key()
         client = request.remote_addr or "-"
         rule = request.url_rule.rule if request.url_rule is not None else None
-        # `fields` are what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs).
-        log.info("api %s %s %s %s %.1fms key=%s client=%s", request_id(), request.method, request.path,
-                 response.status_code, elapsed_ms, key, client,
-                 extra={"fields": {"method": request.method, "path": request.path, "route": rule,
-                                   "status": response.status_code, "duration_ms": round(elapsed_ms, 1),
-                                   "key": key, "app_id": g.get("api_app_id"), "mode": g.get("api_mode"),
-                                   "error_code": g.get("api_error_code"), "client": client,
-                                   "idempotency_key": request.headers.get("Idempotency-Key"),
-                                   "replayed": response.headers.get("Idempotent-Replayed") == "true",
-                                   "user_agent": request.headers.get("User-Agent")}})
-        _record(response, elapsed_ms)
-        metrics.observe_api_request(rule or "unmatched", request.method, response.status_code,
-                                    metrics.error_code_of(response), elapsed_ms / 1000)
+        idempotency_key, user_agent = environ.get("HTTP_IDEMPOTENCY_KEY"), environ.get("HTTP_USER_AGENT")
+        replayed = response.headers.get("Idempotent-Replayed") == "true"
+
+        def fields() -> dict:  # what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs)
+            return {"method": method, "path": path, "route": rule, "status": status,
+                    "duration_ms": round(elapsed_ms, 1), "key": key, "app_id": g.get("api_app_id"),
+                    "mode": g.get("api_mode"), "error_code": g.get("api_error_code"), "client": client,
+                    "idempotency_key": idempotency_key, "replayed": replayed, "user_agent": user_agent}
+
+        log.info("api %s %s %s %s %.1fms key=%s client=%s", rid, method, path, status, elapsed_ms, key, client,
+                 extra={"fields": fields})
+        _record(rid, response, elapsed_ms, rule, idempotency_key, user_agent, replayed)
+        metrics.observe_api_request(rule or "unmatched", method, status, metrics.error_code_of(response),
+                                    elapsed_ms / 1000)
     return response
 
 
-def _record(response: Response, elapsed_ms: float) -> None:
+def _record(rid: str, response: Response, elapsed_ms: float, rule: str | None, idempotency_key: str | None,
+            user_agent: str | None, replayed: bool) -> None:
     """Hand the request's §11 fields to the request log (buffered; written by its flusher).
 
     Never a body, a key, a secret, a signature or an OTP code: only what is named here.
@@ -211,7 +216,6 @@ def _record(response: Response, elapsed_ms: float) -> None:
     caller = g.get("api_caller")
     error = g.get("api_error")
     key = caller.key if caller is not None else getattr(error, "key", None)
-    headers = request.headers
     status = response.status_code
     code = message = canonical = None
     if error is not None:
@@ -220,25 +224,35 @@ def _record(response: Response, elapsed_ms: float) -> None:
             canonical = error.extra.get("canonical_string")
     elif status >= 400:
         code, message = _stored_error(response)
+    environ = request.environ
     if key is not None:
         application = key.application
         partner_id, application_id, api_key_id, mode = application.partner_id, application.id, key.id, key.mode
         key_masked = key.masked
     else:
         partner_id = application_id = api_key_id = key_masked = None
-        mode = _presented_mode(headers.get("Authorization", ""))
-    rule = request.url_rule
+        mode = _presented_mode(environ.get("HTTP_AUTHORIZATION", ""))
     request_log.record(
-        utcnow(), request_id(), partner_id=partner_id, application_id=application_id, api_key_id=api_key_id,
-        key_masked=key_masked, mode=mode, method=request.method,
-        route=_PLACEHOLDER.sub(r"{\1}", rule.rule) if rule is not None else None,
+        utcnow(), rid, partner_id=partner_id, application_id=application_id, api_key_id=api_key_id,
+        key_masked=key_masked, mode=mode, method=request.method, route=_route_pattern(rule),
         path=request.path, status=status, error_code=code, error_message=message,
         latency_ms=round(elapsed_ms, 2), client_ip=request.remote_addr or "",
-        idempotency_key=headers.get("Idempotency-Key"),
-        replayed=response.headers.get("Idempotent-Replayed") == "true",
-        user_agent=headers.get("User-Agent"), canonical_string=canonical,
-        app_id=None if key is not None else (headers.get("X-Loyalty-App-Id") or "").strip()[:40] or None,
+        idempotency_key=idempotency_key, replayed=replayed, user_agent=user_agent, canonical_string=canonical,
+        app_id=None if key is not None else (environ.get("HTTP_X_LOYALTY_APP_ID") or "").strip()[:40] or None,
     )
+
+
+_ROUTE_PATTERNS: dict[str, str] = {}
+
+
+def _route_pattern(rule: str | None) -> str | None:
+    """`/v1/members/<member_id>` as the request log shows it: `/v1/members/{member_id}`."""
+    if rule is None:
+        return None
+    pattern = _ROUTE_PATTERNS.get(rule)
+    if pattern is None:
+        pattern = _ROUTE_PATTERNS[rule] = _PLACEHOLDER.sub(r"{\1}", rule)
+    return pattern
 
 
 _PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

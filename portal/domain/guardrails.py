@@ -85,8 +85,10 @@ def networks_of(text: str) -> tuple:
     return tuple(ipaddress.ip_network(line, strict=False) for line in text.split())
 
 
+@lru_cache(maxsize=8192)
 def ip_allowed(text: str, address: str) -> bool:
-    """Is `address` (the caller's, after the trusted proxies) inside the allowed list?"""
+    """Is `address` (the caller's, after the trusted proxies) inside the allowed list?
+    (Asked twice on every API call: the answer is kept per list and address.)"""
     networks = networks_of(text)
     if not networks:
         return True

@@ -79,6 +79,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
+_SECURITY_HEADER_ITEMS = tuple(SECURITY_HEADERS.items())
 
 # htmx settings: never keep page snapshots (they could hold a show-once secret) in
 # localStorage, no eval, and swap 4xx/5xx bodies too (ours carry HX-Reswap: none and an
@@ -446,8 +447,12 @@ def init_app(app) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers
-        for name, value in SECURITY_HEADERS.items():
-            headers.setdefault(name, value)
+        # One pass over what the response already has (a route may set its own), not a
+        # scan per header: on every answer, /v1 included.
+        present = {name.lower() for name, _ in headers.items()}
+        for name, value in _SECURITY_HEADER_ITEMS:
+            if name.lower() not in present:
+                headers.add(name, value)
         if _is_portal_request() and response.mimetype == "text/html":
             headers.add("Vary", "HX-Request")
             # Signed-in pages hold an organisation's data: keep them out of shared caches.
