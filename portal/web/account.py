@@ -144,37 +144,34 @@ def turn_on_two_factor():
 @bp.post("/two-factor/disable")
 def turn_off_two_factor():
     """Turn two-factor off after a current code (or a recovery code)."""
-    code = request.form.get("code", "")[:CODE_FIELD_LIMIT]
     try:
-        two_factor.turn_off(_me(), code)
-    except RateLimited as exc:
+        two_factor.turn_off(_me(), request.form.get("code", "")[:CODE_FIELD_LIMIT])
+    except DomainError as exc:
+        return _code_refused(exc)
+    flash("Two-factor authentication is off. Your password alone now signs you in.", "success")
+    return render_two_factor()
+
+
+def _code_refused(exc: DomainError):
+    """The two-factor section again, saying why a change asking for a current code was
+    refused: too many tries (429, Retry-After), nothing to change (409), a wrong code (422)."""
+    if isinstance(exc, RateLimited):
         response = render_two_factor(429, code_error=exc.message)
         response.headers["Retry-After"] = str(exc.retry_after or 60)
         return response
-    except Conflict as exc:
+    if isinstance(exc, Conflict):
         flash(exc.message, "info")
         return render_two_factor(409)
-    except DomainError as exc:
-        return render_two_factor(422, code_error=exc.message)
-    flash("Two-factor authentication is off. Your password alone now signs you in.", "success")
-    return render_two_factor()
+    return render_two_factor(422, code_error=exc.message)
 
 
 @bp.post("/two-factor/recovery-codes")
 def replace_recovery_codes():
     """Make ten new recovery codes (after a current code); the old ones stop working."""
-    code = request.form.get("code", "")[:CODE_FIELD_LIMIT]
     try:
-        codes = two_factor.new_recovery_codes(_me(), code)
-    except RateLimited as exc:
-        response = render_two_factor(429, code_error=exc.message)
-        response.headers["Retry-After"] = str(exc.retry_after or 60)
-        return response
-    except Conflict as exc:
-        flash(exc.message, "info")
-        return render_two_factor(409)
+        codes = two_factor.new_recovery_codes(_me(), request.form.get("code", "")[:CODE_FIELD_LIMIT])
     except DomainError as exc:
-        return render_two_factor(422, code_error=exc.message)
+        return _code_refused(exc)
     flash("New recovery codes made; the old ones no longer work. Save these now: they are shown only once.",
           "success")
     return no_store(render_two_factor(recovery_codes=codes))
