@@ -235,6 +235,7 @@ def serve(host, port, workers, threads, no_worker, init):
     """
     global _server_log
     from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
 
     from portal import db, logs, metrics
     from portal.config import current_settings
@@ -260,6 +261,14 @@ def serve(host, port, workers, threads, no_worker, init):
         _fail(f"cannot prepare the metrics folder in the data dir: {exc.strerror or exc}")
     _say(f"Loyalty portal on http://{host}:{port}  (workers: {workers}, Ctrl+C stops)")
 
+    class QuietAccessLogger(Logger):
+        """gunicorn's logger without its access line, which the app writes itself (with its
+        request id, key and client). With a log config set, gunicorn's own builds the line's
+        fields for every request even with no access log: 5% of a signed read's CPU."""
+
+        def access(self, resp, req, environ, request_time):
+            return None
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
@@ -268,9 +277,7 @@ def serve(host, port, workers, threads, no_worker, init):
             self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
             self.cfg.set("accesslog", None)  # the app logs each request itself, with its client
             self.cfg.set("logconfig_dict", log_config)  # gunicorn's own lines in the same format
-            # With a log config, gunicorn builds its access line's fields for every request
-            # even with no access log (5% of a signed read's CPU): this logger skips that.
-            self.cfg.set("logger_class", "portal.logs.GunicornLogger")
+            self.cfg.set("logger_class", QuietAccessLogger)
             self.cfg.set("timeout", 60)
             # gunicorn's control socket is one file per user: a second server on the host
             # would take it over and delete it on exit. Nothing here uses it.

@@ -209,25 +209,3 @@ def logging_config(fmt: str | None = None) -> dict:
 def configure(fmt: str | None = None) -> None:
     """Install `logging_config` in this process (serve does, before anything logs)."""
     logging.config.dictConfig(logging_config(fmt))
-
-
-def _gunicorn_logger_class():
-    from gunicorn.glogging import Logger
-
-    class GunicornLogger(Logger):
-        """gunicorn's logger without its access line: the app writes one line per request
-        itself (with its request id, key and client), so nothing is built for gunicorn's."""
-
-        def access(self, resp, req, environ, request_time):
-            return None
-
-    return GunicornLogger
-
-
-def __getattr__(name: str):
-    # `serve` names portal.logs.GunicornLogger; gunicorn is imported only when asked for.
-    if name == "GunicornLogger":
-        cls = globals()["GunicornLogger"] = _gunicorn_logger_class()
-        return cls
-    raise AttributeError(name)
-
