@@ -38,6 +38,15 @@ def _endpoint_or_404(application, endpoint_id):
     return endpoint
 
 
+def _endpoint_to_change(app_id, endpoint_id):
+    """The caller's application and its endpoint (404 for anyone else's), once the
+    caller's role may change endpoints of that mode (403 otherwise)."""
+    application = owned_app_or_404(app_id)
+    endpoint = _endpoint_or_404(application, endpoint_id)
+    require(webhook_action(endpoint.mode))
+    return application, endpoint
+
+
 def _main(template: str, status: int = 200, **context):
     """The page's main area for htmx, the whole page without JavaScript."""
     context.setdefault("mode_labels", MODE_LABELS)
@@ -109,9 +118,7 @@ def endpoint(app_id, endpoint_id):
 @bp.post("/developer/apps/<app_id>/webhooks/<endpoint_id>/test")
 def send_test(app_id, endpoint_id):
     """Queue a `webhook.test` event for this endpoint."""
-    application = owned_app_or_404(app_id)
-    endpoint = _endpoint_or_404(application, endpoint_id)
-    require(webhook_action(endpoint.mode))
+    application, endpoint = _endpoint_to_change(app_id, endpoint_id)
     webhooks.send_test_event(endpoint, by=_me())
     flash("Test event queued: it appears under Deliveries within a few seconds." if endpoint.enabled
           else "Test event queued: it goes out when you enable the endpoint.", "success")
@@ -121,9 +128,7 @@ def send_test(app_id, endpoint_id):
 @bp.post("/developer/apps/<app_id>/webhooks/<endpoint_id>/rotate")
 def rotate_secret(app_id, endpoint_id):
     """A new signing secret, shown once; the previous one keeps signing for 24 hours."""
-    application = owned_app_or_404(app_id)
-    endpoint = _endpoint_or_404(application, endpoint_id)
-    require(webhook_action(endpoint.mode))
+    application, endpoint = _endpoint_to_change(app_id, endpoint_id)
     secret = webhooks.rotate_secret(endpoint, by=_me())
     flash("New signing secret created. Both secrets sign every delivery for the next 24 hours.", "success")
     return no_store(_endpoint_page(application, webhooks.owned_endpoint(application, endpoint.public_id),
@@ -133,9 +138,7 @@ def rotate_secret(app_id, endpoint_id):
 @bp.post("/developer/apps/<app_id>/webhooks/<endpoint_id>/enabled")
 def set_enabled(app_id, endpoint_id):
     """Disable or enable (`enabled=1`) the endpoint."""
-    application = owned_app_or_404(app_id)
-    endpoint = _endpoint_or_404(application, endpoint_id)
-    require(webhook_action(endpoint.mode))
+    application, endpoint = _endpoint_to_change(app_id, endpoint_id)
     enable = request.form.get("enabled") == "1"
     webhooks.set_enabled(endpoint, enable, by=_me())
     flash("Endpoint enabled: waiting deliveries go out now." if enable
@@ -146,9 +149,7 @@ def set_enabled(app_id, endpoint_id):
 @bp.post("/developer/apps/<app_id>/webhooks/<endpoint_id>/delete")
 def delete_endpoint(app_id, endpoint_id):
     """Delete the endpoint (asked first: a page of its own without JavaScript)."""
-    application = owned_app_or_404(app_id)
-    endpoint = _endpoint_or_404(application, endpoint_id)
-    require(webhook_action(endpoint.mode))
+    application, endpoint = _endpoint_to_change(app_id, endpoint_id)
     if request.form.get("confirmed") != "1":
         return render_template("webhooks/confirm_delete.html", application=application, endpoint=endpoint)
     webhooks.delete_endpoint(endpoint, by=_me())
@@ -164,9 +165,7 @@ def delete_endpoint(app_id, endpoint_id):
 @bp.post("/developer/apps/<app_id>/webhooks/<endpoint_id>/deliveries/<delivery_id>/resend")
 def resend(app_id, endpoint_id, delivery_id):
     """Send the delivery's event again (same webhook-id)."""
-    application = owned_app_or_404(app_id)
-    endpoint = _endpoint_or_404(application, endpoint_id)
-    require(webhook_action(endpoint.mode))
+    application, endpoint = _endpoint_to_change(app_id, endpoint_id)
     delivery = _delivery_or_404(endpoint, delivery_id)
     webhooks.resend(delivery, by=_me())
     flash(f"{delivery.event.type} queued again.", "success")
