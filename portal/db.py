@@ -274,9 +274,6 @@ class SqliteWriter:
 
 
 SQLITE_WRITE_LOCK = SqliteWriter()
-# The name the request log's flusher takes it by (the gate's nonce insert and the request
-# log's flusher run often: they queue on it instead of on SQLite's sleeping busy handler).
-sqlite_write_lock = SQLITE_WRITE_LOCK
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import peewee
 
 from portal.config import current_settings
-from portal.db import database
+from portal.db import SQLITE_WRITE_LOCK, database, ephemeral_write
 from portal.logs import first_line, get_logger
 from portal.models import RateCounter
 
@@ -69,7 +69,6 @@ def _window(period: int, now: float) -> tuple[int, int]:
 # -- the stores ---------------------------------------------------------------------------
 
 _SQL: dict[tuple[type, str], str] = {}
-_write_lock = threading.Lock()  # SQLite: one writer per process at a time (as the gate's nonces)
 _next_sweep = 0.0
 
 
@@ -95,7 +94,9 @@ def _database_hit(subject: str, start: int) -> int:
         _next_sweep = mono + SWEEP_EVERY * (0.5 + random.random())
         RateCounter.delete().where(RateCounter.window_start < start - KEEP_WINDOWS).execute()
     if isinstance(database.obj, peewee.SqliteDatabase):
-        with _write_lock:
+        # The one writer lock (held already inside the gate's nonce transaction); a count
+        # is ephemeral like the nonce (docs/production.md, "Durability").
+        with SQLITE_WRITE_LOCK, ephemeral_write():
             row = database.execute_sql(_sql("hit"), (subject, start, 1, 1)).fetchone()
     else:
         row = database.execute_sql(_sql("hit"), (subject, start, 1, 1)).fetchone()

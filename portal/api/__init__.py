@@ -106,7 +106,6 @@ import importlib
 import json
 import logging
 import pkgutil
-import re
 import time
 
 from flask import Response, g, request
@@ -114,6 +113,8 @@ from werkzeug.exceptions import HTTPException
 
 from portal import metrics
 from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
+from portal.api.idempotency import REPLAYED_HEADER
+from portal.api.openapi import openapi_path
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
 from portal.domain import request_log
 from portal.logs import console_handler, get_logger
@@ -179,43 +180,46 @@ _NOT_FOUND = _NotFound()
 @bp.after_app_request
 def _finish_request(response: Response) -> Response:
     """`X-Request-Id` on every response; one log line and one request-log record per API
-    request."""
+    request, both from the same values."""
     rid = request_id()
     response.headers.setdefault(REQUEST_ID_HEADER, rid)
     if _is_api_path(request.path):
         elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
-        environ = request.environ
-        method, path, status = request.method, request.path, response.status_code
-        key = g.get("api_key_masked") or _masked_header_key()
-        client = request.remote_addr or "-"
+        caller, error = g.get("api_caller"), g.get("api_error")
+        # The key the request is filed under: the caller's, or (a refusal after it resolved) the error's.
+        key = caller.key if caller is not None else getattr(error, "key", None)
         rule = request.url_rule.rule if request.url_rule is not None else None
+        route = _route_pattern(rule)
+        method, path, status = request.method, request.path, response.status_code
+        environ = request.environ
         idempotency_key, user_agent = environ.get("HTTP_IDEMPOTENCY_KEY"), environ.get("HTTP_USER_AGENT")
-        replayed = response.headers.get("Idempotent-Replayed") == "true"
+        replayed = response.headers.get(REPLAYED_HEADER) == "true"
+        masked = key.masked if key is not None else _masked_header_key()
+        client = request.remote_addr or "-"
 
         def fields() -> dict:  # what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs)
-            return {"method": method, "path": path, "route": rule, "status": status,
-                    "duration_ms": round(elapsed_ms, 1), "key": key, "app_id": g.get("api_app_id"),
-                    "mode": g.get("api_mode"), "error_code": g.get("api_error_code"), "client": client,
+            return {"method": method, "path": path, "route": route, "status": status,
+                    "duration_ms": round(elapsed_ms, 1), "key": masked,
+                    "app_id": key.application.app_id if key is not None else None,
+                    "mode": key.mode if key is not None else None,
+                    "error_code": error.code if error is not None else None, "client": client,
                     "idempotency_key": idempotency_key, "replayed": replayed, "user_agent": user_agent}
 
-        log.info("api %s %s %s %s %.1fms key=%s client=%s", rid, method, path, status, elapsed_ms, key, client,
+        log.info("api %s %s %s %s %.1fms key=%s client=%s", rid, method, path, status, elapsed_ms, masked, client,
                  extra={"fields": fields})
-        _record(rid, response, elapsed_ms, rule, idempotency_key, user_agent, replayed)
+        _record(rid, key, error, response, elapsed_ms, route, idempotency_key, user_agent, replayed)
         metrics.observe_api_request(rule or "unmatched", method, status, metrics.error_code_of(response),
                                     elapsed_ms / 1000)
     return response
 
 
-def _record(rid: str, response: Response, elapsed_ms: float, rule: str | None, idempotency_key: str | None,
-            user_agent: str | None, replayed: bool) -> None:
+def _record(rid: str, key, error, response: Response, elapsed_ms: float, route: str | None,
+            idempotency_key: str | None, user_agent: str | None, replayed: bool) -> None:
     """Hand the request's §11 fields to the request log (buffered; written by its flusher).
 
     Never a body, a key, a secret, a signature or an OTP code: only what is named here.
     The error's own message is kept, without the "see the request log" pointer.
     """
-    caller = g.get("api_caller")
-    error = g.get("api_error")
-    key = caller.key if caller is not None else getattr(error, "key", None)
     status = response.status_code
     code = message = canonical = None
     if error is not None:
@@ -234,7 +238,7 @@ def _record(rid: str, response: Response, elapsed_ms: float, rule: str | None, i
         mode = _presented_mode(environ.get("HTTP_AUTHORIZATION", ""))
     request_log.record(
         utcnow(), rid, partner_id=partner_id, application_id=application_id, api_key_id=api_key_id,
-        key_masked=key_masked, mode=mode, method=request.method, route=_route_pattern(rule),
+        key_masked=key_masked, mode=mode, method=request.method, route=route,
         path=request.path, status=status, error_code=code, error_message=message,
         latency_ms=round(elapsed_ms, 2), client_ip=request.remote_addr or "",
         idempotency_key=idempotency_key, replayed=replayed, user_agent=user_agent, canonical_string=canonical,
@@ -251,11 +255,8 @@ def _route_pattern(rule: str | None) -> str | None:
         return None
     pattern = _ROUTE_PATTERNS.get(rule)
     if pattern is None:
-        pattern = _ROUTE_PATTERNS[rule] = _PLACEHOLDER.sub(r"{\1}", rule)
+        pattern = _ROUTE_PATTERNS[rule] = openapi_path(rule)
     return pattern
-
-
-_PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def _presented_mode(authorization: str) -> str | None:

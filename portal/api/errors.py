@@ -80,7 +80,6 @@ class ApiError(Exception):
 
     def response(self) -> Response:
         g.api_error = self  # for the request log (portal.api records every /v1 request)
-        g.api_error_code = self.code  # for the request's log line
         response = json_response(self.body(), self.status)
         response.headers.update(self.headers)
         return response

@@ -19,8 +19,10 @@ RateLimit-* on every answer to a known key).
 Costs on the request path: one indexed query on the key's keyed hash (joined with its
 application, its partner and the application's valid secrets, which are decrypted once
 per process and cached by ciphertext), one INSERT into the nonce table (its unique index
-is what refuses a replay, in every process sharing the database), and at most about once
-a minute per key an UPDATE of `last_used_at`.
+is what refuses a replay, in every process sharing the database), one count of the key's
+rate limit (an upsert in the nonce's transaction on SQLite, else its own statement or a
+Redis INCR), and at most about once a minute per key an UPDATE of `last_used_at`. An
+answer refused before the count reads the window once for its RateLimit-* headers.
 """
 
 from __future__ import annotations
@@ -67,10 +69,6 @@ class Caller:
     partner_id: int
     mode: str
     scopes: frozenset
-
-    @property
-    def key_masked(self) -> str:
-        return self.key.masked
 
 
 def _unauthorized(code: str, message: str, **extra) -> ApiError:
@@ -348,7 +346,8 @@ def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path
     g.rate_window = None
     # A call from outside the key's allowed IPs (refused at check 6) must not use up the
     # limit of the integration the key belongs to.
-    counted = key if ip_allowed(key.allowed_ips, remote_addr or "") else None
+    from_allowed_ip = not key.allowed_ips or ip_allowed(key.allowed_ips, remote_addr or "")
+    counted = key if from_allowed_ip else None
     if not _remember_nonce(application.id, nonce, now, counted):
         raise _unauthorized("replayed_request",
                             "This nonce was already used; sign every request (and every retry) with a new one.")
@@ -361,7 +360,8 @@ def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path
         raise ApiError(403, "account_disabled", "This partner account or application is disabled.")
 
     # 6. where the call comes from
-    check_allowed_ips(key, remote_addr)
+    if not from_allowed_ip:
+        raise ip_not_allowed(remote_addr)
 
     _touch_last_used(key, now)
     return Caller(key=key, application=application, partner_id=application.partner_id,
@@ -382,13 +382,12 @@ def require_scope(caller: Caller, scope: str | None) -> None:
 # -- guardrails (DESIGN.md §13) -----------------------------------------------------------
 
 
-def check_allowed_ips(key: ApiKey, remote_addr: str | None) -> None:
-    """Check 6: a key with allowed IPs answers only calls from inside them (the parsed
-    networks are cached by the stored text, so this costs no parsing per request)."""
-    if key.allowed_ips and not ip_allowed(key.allowed_ips, remote_addr or ""):
-        raise ApiError(403, "ip_not_allowed",
-                       f"This API key is not allowed from {remote_addr or 'an unknown address'}: add the address "
-                       "to the key's Allowed IPs in the portal, or call from an allowed one.")
+def ip_not_allowed(remote_addr: str | None) -> ApiError:
+    """Check 6's refusal: the key has allowed IPs and the call comes from outside them (the
+    networks are parsed once per stored text, the answer kept per address)."""
+    return ApiError(403, "ip_not_allowed",
+                    f"This API key is not allowed from {remote_addr or 'an unknown address'}: add the address "
+                    "to the key's Allowed IPs in the portal, or call from an allowed one.")
 
 
 def rate_subject(key: ApiKey) -> str:

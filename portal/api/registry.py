@@ -173,9 +173,7 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         caller = None
         if ep.authenticated:
             caller = verify_request(request.method, request.path, pairs, raw, request.headers, request.remote_addr)
-            g.api_key_masked = caller.key_masked
             g.api_caller = caller
-            g.api_app_id, g.api_mode = caller.application.app_id, caller.mode
             require_scope(caller, ep.scope)
             check_rate_limit(caller)
         query = parse_query(pairs, ep.query)

@@ -88,7 +88,7 @@ def networks_of(text: str) -> tuple:
 @lru_cache(maxsize=8192)
 def ip_allowed(text: str, address: str) -> bool:
     """Is `address` (the caller's, after the trusted proxies) inside the allowed list?
-    (Asked twice on every API call: the answer is kept per list and address.)"""
+    (Asked on every API call to a key with a list: the answer is kept per list and address.)"""
     networks = networks_of(text)
     if not networks:
         return True

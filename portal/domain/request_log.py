@@ -50,13 +50,12 @@ import re
 import threading
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import peewee
 
-from portal.db import database, is_sqlite, release_connection, sqlite_write_lock, write_transaction
+from portal.db import database, end_request, is_sqlite, write_transaction
 from portal.logs import first_line, get_logger
 from portal.models import Application, RequestDayCount, RequestRecord, utcnow
 
@@ -149,7 +148,7 @@ def _flush_forever() -> None:
         except Exception as exc:  # keep flushing; the next round retries what it can
             log.warning("request log: flush failed: %s", first_line(exc))
         finally:
-            release_connection()
+            end_request()  # SQLite: the thread keeps its connection for the next round
 
 
 def flush() -> int:
@@ -250,7 +249,7 @@ def _write(items: list[tuple[tuple, str | None]]) -> None:
         values[14] = values[14] or ""
         values[16] = bool(values[16])
         rows.append(tuple(values))
-    with (sqlite_write_lock if sqlite else nullcontext()), write_transaction():
+    with write_transaction():  # on SQLite: the writer lock, then a flush after it (group commit)
         cursor = database.cursor()
         if sqlite:
             marks = ", ".join("?" * len(FIELDS))

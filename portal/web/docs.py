@@ -143,9 +143,11 @@ def guide():
     """Our own guide to credentials, modes, scopes, key rotation, and teams and security."""
     from portal.config import current_settings
 
+    settings = current_settings()
     return render_template("docs/guide.html", scope_groups=scope_groups(),
-                           session_idle_hours=current_settings().session_idle_hours,
-                           request_log_days=current_settings().request_log_days)
+                           session_idle_hours=settings.session_idle_hours,
+                           request_log_days=settings.request_log_days,
+                           rate_limit_test=settings.rate_limit_test, rate_limit_prod=settings.rate_limit_prod)
 
 
 @bp.get("/docs/api")

@@ -37,10 +37,10 @@ def _application_or_404(app_id: str) -> Application:
 
 def endpoint_patterns() -> list[str]:
     """Every /v1 route pattern (`/v1/members/{member_id}`), for the Endpoint filter."""
-    from portal.api import _PLACEHOLDER as placeholder
     from portal.api import REGISTRY
+    from portal.api.openapi import openapi_path
 
-    return sorted({placeholder.sub(r"{\1}", ep.path) for ep in REGISTRY.values()})
+    return sorted({openapi_path(ep.path) for ep in REGISTRY.values()})
 
 
 @dataclass

@@ -20,7 +20,7 @@ def test_add_an_endpoint_send_a_test_event_rotate_and_delete(page: Page):
         sign_up(page)
         create_application(page)
         expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
-        page.get_by_role("link", name="Add endpoint").click()
+        page.get_by_role("button", name="Add endpoint").click()
         page.get_by_label("Endpoint URL").fill(receiver.url("/ok"))
         page.get_by_label("Description").fill("CRM sync")
         page.get_by_label("Test", exact=True).check()
@@ -60,7 +60,7 @@ def test_the_endpoint_page_fits_a_phone(browser, live_server):
     try:
         sign_up(page)
         create_application(page)
-        page.get_by_role("link", name="Add endpoint").click()
+        page.get_by_role("button", name="Add endpoint").click()
         page.get_by_label("Endpoint URL").fill("http://127.0.0.1:9/a/rather/long/path/for/a/webhook/receiver")
         page.get_by_role("button", name="Add endpoint").click()
         page.get_by_role("button", name="Send test event").click()
