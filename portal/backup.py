@@ -33,14 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from portal.config import GENERATED_FILES
+from portal import db
+from portal.config import GENERATED_FILES, GENERATED_SETTINGS, open_private
 
 FORMAT = "loyalty-portal-backup"
 FORMAT_VERSION = 1
 DATABASE_MEMBER = "loyalty.db"
 MANIFEST_MEMBER = "manifest.json"
-KEY_ENV = {"secret_key": "LOYALTY_SECRET_KEY", "encryption_key": "LOYALTY_ENCRYPTION_KEY",
-           "key_pepper": "LOYALTY_KEY_PEPPER"}
 PROGRESS_AFTER = 1.0  # seconds: a copy taking longer shows a progress line
 PROGRESS_EVERY = 0.5  # seconds between progress lines
 
@@ -59,16 +58,9 @@ class BackupReport:
 
 
 def sqlite_path(database_url: str) -> Path | None:
-    """The file of a `sqlite:///…` URL (None for PostgreSQL)."""
-    if not database_url.startswith("sqlite:///"):
-        return None
-    return Path(database_url[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
-
-
-def _private_file(path: Path):
-    """A new file, 0600 from its first byte; refuses one that exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    return os.fdopen(fd, "wb")
+    """The file of a `sqlite:///…` URL, absolute (None for PostgreSQL)."""
+    path = db.sqlite_path(database_url)
+    return path.expanduser().resolve() if path is not None else None
 
 
 def copy_sqlite(source: Path, target: Path, progress: Callable[[str], None] | None = None) -> int:
@@ -77,7 +69,7 @@ def copy_sqlite(source: Path, target: Path, progress: Callable[[str], None] | No
     nor make it start over; a copy that takes a while reports its progress."""
     if not source.is_file():
         raise BackupError(f"there is no database at {source}")
-    _private_file(target).close()
+    open_private(target, exclusive=True).close()
     src = sqlite3.connect(source, timeout=30)
     dst = sqlite3.connect(target)
     done = threading.Event()
@@ -142,8 +134,8 @@ def create_backup(target: Path, *, data_dir: Path, database_url: str,
             path = data_dir / name
             if path.is_file():
                 keys[name] = path.read_bytes()
-            if os.environ.get(KEY_ENV[name]):
-                report.notes.append(f"{KEY_ENV[name]} is set in the environment: it is not a file, so it is not "
+            if os.environ.get(GENERATED_SETTINGS[name]):
+                report.notes.append(f"{GENERATED_SETTINGS[name]} is set in the environment: it is not a file, so it is not "
                                     "in this archive; keep its value with the backup.")
         report.keys = sorted(keys)
         manifest = {
@@ -153,7 +145,7 @@ def create_backup(target: Path, *, data_dir: Path, database_url: str,
             "keys": report.keys,
         }
         try:
-            with _private_file(partial) as handle, tarfile.open(fileobj=handle, mode="w:gz") as archive:
+            with open_private(partial, exclusive=True) as handle, tarfile.open(fileobj=handle, mode="w:gz") as archive:
                 _tar_add_bytes(archive, MANIFEST_MEMBER, json.dumps(manifest, indent=2).encode())
                 if engine == "sqlite":
                     archive.add(copy, arcname=DATABASE_MEMBER)
@@ -218,7 +210,7 @@ def restore_backup(source: Path, *, data_dir: Path, database_url: str) -> tuple[
         scratch = Path(scratch_name)
         os.chmod(scratch, 0o700)
         manifest = _read_archive(source, scratch)
-        unknown = [name for name in manifest.get("keys", []) if name not in KEY_ENV]
+        unknown = [name for name in manifest.get("keys", []) if name not in GENERATED_SETTINGS]
         if unknown:  # a crafted manifest must not name files outside the data dir
             raise BackupError(f"{source} lists unknown key files ({', '.join(map(repr, unknown[:3]))}): "
                               "not a backup made by loyalty-portal backup. Nothing was written.")
@@ -233,12 +225,12 @@ def restore_backup(source: Path, *, data_dir: Path, database_url: str) -> tuple[
         for name in manifest.get("keys", []):
             key = scratch / "keys" / name
             if key.is_file():
-                with _private_file(data_dir / name) as handle:
+                with open_private(data_dir / name, exclusive=True) as handle:
                     handle.write(key.read_bytes())
-            if os.environ.get(KEY_ENV[name]):
-                notes.append(f"{KEY_ENV[name]} is set in the environment and wins over the restored {name} file.")
+            if os.environ.get(GENERATED_SETTINGS[name]):
+                notes.append(f"{GENERATED_SETTINGS[name]} is set in the environment and wins over the restored {name} file.")
         if manifest["engine"] == "sqlite":
-            with _private_file(database_target) as handle, open(scratch / DATABASE_MEMBER, "rb") as copy:
+            with open_private(database_target, exclusive=True) as handle, open(scratch / DATABASE_MEMBER, "rb") as copy:
                 shutil.copyfileobj(copy, handle)
         else:
             notes.append("PostgreSQL: restore the database from its pg_dump (e.g. pg_restore --dbname=DBNAME "

@@ -31,10 +31,8 @@ def _app(*, init: bool = False, first_run: bool = False):
     README's quick start on a fresh machine; it says so. Whatever a failing command
     created is removed again (_undo)."""
     from portal import create_app
-    from portal.config import locate, masked_url
 
-    location = locate()
-    _say(f"Using database {masked_url(location.database_url)}, data dir {location.data_dir}")
+    location = _announce()
     quick_start = first_run and not location.configured and not location.data_dir.exists()
     may_create = init or quick_start
     if not may_create:
@@ -50,6 +48,16 @@ def _app(*, init: bool = False, first_run: bool = False):
 
 
 _server_log = None  # serve's logger, once serve has set up the log format
+
+
+def _announce():
+    """Where this command works, said first on stderr (every command does): the database
+    and the data dir the settings name."""
+    from portal.config import locate, masked_url
+
+    location = locate()
+    _say(f"Using database {masked_url(location.database_url)}, data dir {location.data_dir}")
+    return location
 
 
 def _say(message: str) -> None:
@@ -70,11 +78,11 @@ def _refuse_fresh(location) -> None:
     where = "LOYALTY_DATA_DIR / LOYALTY_DATABASE_URL (or --env-file)"
     if not location.data_dir.is_dir():
         _fail(f"data dir {location.data_dir} does not exist, so nothing was done. Check {where}, "
-              "or pass --init to create it")
+              f"or {_init_hint('create it')}")
     path = db.sqlite_path(location.database_url)
     if path is not None and not path.exists():
         _fail(f"database {shown} does not exist, so nothing was done. Check {where}, "
-              "or pass --init to create it")
+              f"or {_init_hint('create it')}")
     try:
         database = db.open_database(location.database_url)
     except ConfigError as exc:
@@ -87,7 +95,16 @@ def _refuse_fresh(location) -> None:
         db.close_database(database)
     if not applied:
         _fail(f"database {shown} is empty (never migrated), so nothing was done. Check {where}, "
-              "or pass --init to create its schema")
+              f"or {_init_hint('create its schema')}")
+
+
+def _init_hint(what: str) -> str:
+    """How to let a command create what is missing: its own --init, or (a command without
+    one: check, worker, backup, …) `migrate --init` first."""
+    context = click.get_current_context(silent=True)
+    if context is not None and any(param.name == "init" for param in context.command.params):
+        return f"pass --init to {what}"
+    return f"run `loyalty-portal migrate --init` first to {what}"
 
 
 class _Undo:
@@ -548,8 +565,8 @@ def rotate_encryption_key():
     _run_migrations(app)
     with app.app_context():
         if not any(secret_counts().values()):
-            _fail("the database holds no App Secret and no two-factor secret, so nothing was re-encrypted. "
-                  "If it should, this is the wrong database: check LOYALTY_DATABASE_URL (or --env-file)")
+            _fail("the database holds no App Secret, two-factor or webhook signing secret, so nothing was "
+                  "re-encrypted. If it should, this is the wrong database: check LOYALTY_DATABASE_URL (or --env-file)")
         try:
             count = reencrypt_app_secrets()
             totp_count = reencrypt_totp_secrets()
@@ -571,6 +588,7 @@ def backup(file):
     from portal.backup import BackupError, create_backup
     from portal.config import load_settings
 
+    _announce()
     try:
         settings = load_settings(create=False)  # a backup creates nothing in the data dir
     except ConfigError as exc:
@@ -605,9 +623,8 @@ def restore(file):
     Then start the server as usual: `serve` upgrades the schema if the backup is older.
     """
     from portal.backup import BackupError, restore_backup
-    from portal.config import locate
 
-    location = locate()
+    location = _announce()
     data_dir = location.data_dir
     try:
         manifest, notes = restore_backup(file, data_dir=data_dir, database_url=location.database_url)

@@ -26,18 +26,13 @@ class ConfigError(Exception):
     """A setting is unusable; the message is one line meant for the operator."""
 
 
-class MissingSetup(ConfigError):
-    """Something the settings point at does not exist yet (a data dir, a generated secret)
-    and the caller asked that nothing be created."""
-
-
 # The generated files of the data dir and the setting each one stands in for.
-_GENERATED_SETTINGS = {
+GENERATED_SETTINGS = {
     "secret_key": "LOYALTY_SECRET_KEY",
     "encryption_key": "LOYALTY_ENCRYPTION_KEY",
     "key_pepper": "LOYALTY_KEY_PEPPER",
 }
-GENERATED_FILES = tuple(_GENERATED_SETTINGS)
+GENERATED_FILES = tuple(GENERATED_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -93,10 +88,10 @@ def _generated_once(data_dir: Path, name: str, make, *, create: bool = True) -> 
     except FileNotFoundError:
         pass
     if not create:
-        setting = _GENERATED_SETTINGS[name]
-        raise MissingSetup(
+        setting = GENERATED_SETTINGS[name]
+        raise ConfigError(
             f"{setting} is not set and {path} does not exist: a newly generated one would not match "
-            f"what the database was set up with. Set {setting} (or use --env-file), or pass --init to generate it"
+            f"what the database was set up with. Set {setting} (or use --env-file), or let a command given --init (loyalty-portal migrate --init) generate it"
         )
     value = make()
     # O_EXCL: when several workers start at once, exactly one writes the file and the
@@ -110,11 +105,13 @@ def _generated_once(data_dir: Path, name: str, make, *, create: bool = True) -> 
     return value
 
 
-def open_private(path: str | Path, mode: str = "wb"):
+def open_private(path: str | Path, mode: str = "wb", *, exclusive: bool = False):
     """Open `path` for writing, readable by its owner only (0600) whatever the umask: for
-    every file the platform writes that holds secrets or data (generated keys, dumps,
-    backups, exports). A file that existed is truncated and tightened to 0600 first."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    the files the platform writes that hold secrets or data (backups and what restore
+    writes back). A file that existed is truncated and tightened to 0600 first; with
+    `exclusive` one that exists is refused (FileExistsError) instead."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)
     except OSError:
@@ -126,7 +123,7 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
     """Build the settings from env vars, `.env` and `overrides` (tests pass a dict).
 
     `create=False` (the CLI without --init) creates nothing: a missing data dir or a
-    server secret that would have to be generated raises MissingSetup instead."""
+    server secret that would have to be generated raises ConfigError instead."""
     load_dotenv(Path.cwd() / ".env", override=False)
     overrides = dict(overrides or {})
 
@@ -135,12 +132,14 @@ def load_settings(overrides: dict | None = None, *, create: bool = True) -> Sett
             return overrides.pop(name)
         return os.environ.get(f"LOYALTY_{name}", default)
 
-    data_dir = Path(get("DATA_DIR") or "./instance").expanduser().resolve()  # empty: unset, as locate()
+    # Read as locate() reads them (blank: unset; spaces around a value dropped), so the
+    # location a command announces is the one it uses.
+    data_dir = Path(str(get("DATA_DIR") or "").strip() or "./instance").expanduser().resolve()
     if not create and not data_dir.is_dir():
-        raise MissingSetup(f"data dir {data_dir} does not exist")
+        raise ConfigError(f"data dir {data_dir} does not exist")
     _private_dir(data_dir)
 
-    database_url = get("DATABASE_URL") or f"sqlite:///{data_dir / 'loyalty.db'}"
+    database_url = str(get("DATABASE_URL") or "").strip() or f"sqlite:///{data_dir / 'loyalty.db'}"
     if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError(
             "LOYALTY_DATABASE_URL must start with sqlite:/// or postgresql:// "

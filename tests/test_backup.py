@@ -131,11 +131,12 @@ def test_restore_refuses_a_data_dir_that_holds_anything_and_writes_nothing(tmp_p
     result = run_cli(busy, "restore", str(archive))
     assert result.returncode != 0
     assert "is not empty" in result.stderr and "Nothing was written" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    lines = result.stderr.strip().splitlines()  # where it would write, then the one-line refusal
+    assert len(lines) == 2 and lines[0] == f"Using database sqlite:///{busy / 'loyalty.db'}, data dir {busy}"
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
 
 
-def test_restore_refuses_a_file_that_is_no_backup_and_writes_nothing(tmp_path, archive):
+def test_restore_refuses_a_file_that_is_no_backup_and_writes_nothing(tmp_path):
     bogus = tmp_path / "bogus.tar.gz"
     bogus.write_bytes(b"not an archive at all")
     target = tmp_path / "target"

@@ -79,9 +79,10 @@ def test_a_configured_data_dir_that_does_not_exist_needs_init(tmp_path, command)
     env = {"LOYALTY_DATA_DIR": str(tmp_path / "missing")}
     result = loyalty(*command, cwd=tmp_path, env=env, stdin=PASSWORD)
     assert result.returncode == 1
+    hint = "run `loyalty-portal migrate --init` first" if command == ["check"] else "pass --init"
     assert stderr_lines(result)[1] == (
         f"Error: data dir {tmp_path / 'missing'} does not exist, so nothing was done. Check LOYALTY_DATA_DIR / "
-        "LOYALTY_DATABASE_URL (or --env-file), or pass --init to create it")
+        f"LOYALTY_DATABASE_URL (or --env-file), or {hint} to create it")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -150,7 +151,7 @@ def test_rotating_a_database_without_secrets_is_not_reported_as_success(tmp_path
     assert loyalty("migrate", "--init", cwd=tmp_path, env=env).returncode == 0
     result = loyalty("rotate-encryption-key", cwd=tmp_path, env=env)
     assert result.returncode == 1
-    assert "holds no App Secret and no two-factor secret, so nothing was re-encrypted" in result.stderr
+    assert "holds no App Secret, two-factor or webhook signing secret, so nothing was re-encrypted" in result.stderr
     assert "Re-encrypted" not in result.stdout
 
 
