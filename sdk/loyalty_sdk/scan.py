@@ -21,9 +21,10 @@ from typing import Iterable, Iterator
 import requests
 
 from loyalty_sdk._version import __version__
-from loyalty_sdk.signing import check_api_key
+from loyalty_sdk.signing import CHECKSUM_LENGTH, KEY_BODY_LENGTH, KEY_PREFIXES, check_api_key, mask_key
 
-KEY_PATTERN = re.compile(r"(?<![A-Za-z0-9_])(?:test|prod)_sk_[A-Za-z0-9]{38}(?![A-Za-z0-9])")
+KEY_PATTERN = re.compile(r"(?<![A-Za-z0-9_])(?:%s)[A-Za-z0-9]{%d}(?![A-Za-z0-9])"
+                         % ("|".join(map(re.escape, KEY_PREFIXES)), KEY_BODY_LENGTH + CHECKSUM_LENGTH))
 SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn"})
 BINARY_SNIFF = 8192
 REPORT_BATCH = 100  # keys per request, the endpoint's limit
@@ -37,15 +38,12 @@ class Finding:
     path: str
     line: int
     key: str
+    mode: str  # "test" or "prod", as check_api_key read it
 
     @property
     def masked(self) -> str:
         """``test_sk_abcd…wxyz``, as the portal shows keys."""
-        return f"{self.key[:12]}…{self.key[-4:]}"
-
-    @property
-    def mode(self) -> str:
-        return "prod" if self.key.startswith("prod_") else "test"
+        return mask_key(self.key)
 
 
 def _files(paths: Iterable[str]) -> Iterator[Path]:
@@ -80,10 +78,10 @@ def scan_file(path: Path) -> Iterator[Finding]:
                     continue
                 for match in KEY_PATTERN.finditer(line):
                     try:
-                        check_api_key(match.group(0))
+                        mode = check_api_key(match.group(0))
                     except ValueError:
                         continue
-                    yield Finding(str(path), number, match.group(0))
+                    yield Finding(str(path), number, match.group(0), mode)
     except (OSError, UnicodeError):
         return  # unreadable: nothing to say about it here
 
