@@ -325,12 +325,11 @@ class Worker:
                     with self._lock:
                         self._in_flight += 1
                     pool.submit(self._run_one, item)
-                if len(claimed) < free or free <= 0 and not claimed:
-                    if free <= 0:  # every thread busy: go on as soon as one is free
-                        self._slot_freed.wait(self.poll_seconds)
-                        self._slot_freed.clear()
-                    else:  # nothing more is due now
-                        self.stopping.wait(self.poll_seconds)
+                if free <= 0:  # every thread busy: go on as soon as one is free
+                    self._slot_freed.wait(self.poll_seconds)
+                    self._slot_freed.clear()
+                elif len(claimed) < free:  # nothing more is due now
+                    self.stopping.wait(self.poll_seconds)
         finally:
             pool.shutdown(wait=True)
             release_connection()

@@ -294,9 +294,6 @@ def purge(now: datetime | None = None, days: int | None = None) -> int:
 
 # -- reading --------------------------------------------------------------------------------
 
-STATUS_FILTERS = ("succeeded", "failed")
-
-
 @dataclass(frozen=True)
 class Cursor:
     """Where a page ends: the (created_at, id) of its last row. As text `<iso time>~<id>`."""
@@ -366,10 +363,6 @@ def find(partner_id: int, request_id: str) -> RequestRecord | None:
     return (RequestRecord.select()
             .where((RequestRecord.request_id == request_id) & (RequestRecord.partner_id == partner_id))
             .order_by(RequestRecord.id.desc()).first())
-
-
-def looks_like_request_id(text: str) -> bool:
-    return bool(_REQUEST_ID.match((text or "").strip()))
 
 
 @dataclass(frozen=True)

@@ -223,11 +223,6 @@ def endpoints_of(app: Application) -> list[WebhookEndpoint]:
     return list(WebhookEndpoint.select().where(WebhookEndpoint.application == app).order_by(WebhookEndpoint.id))
 
 
-def disabled_by_platform(app: Application) -> list[WebhookEndpoint]:
-    """Endpoints the platform disabled (410, 5 days of failures): the banner's list."""
-    return [e for e in endpoints_of(app) if not e.enabled and e.disabled_reason]
-
-
 def owned_endpoint(app: Application, public_id: str) -> WebhookEndpoint | None:
     """The application's endpoint with this id (the caller already checked the partner)."""
     endpoint = WebhookEndpoint.get_or_none(
@@ -403,14 +398,6 @@ def record_outcome(claimed: Claimed, outcome: Outcome, *, started_at: datetime,
                 audit.record("webhook.disabled", partner=Application.get_by_id(current.application_id).partner_id,
                              actor="platform", target=current.public_id, detail=reason)
     return status
-
-
-def release(claimed: Claimed) -> None:
-    """Give a lease back without an attempt (the worker is stopping)."""
-    with write_transaction():
-        WebhookDelivery.update(lease_token=None, locked_until=None).where(
-            (WebhookDelivery.id == claimed.delivery_id) & (WebhookDelivery.lease_token == claimed.lease_token)
-        ).execute()
 
 
 def worker_name() -> str:

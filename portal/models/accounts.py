@@ -24,10 +24,6 @@ class Partner(BaseModel):
     def is_pending(self) -> bool:
         return self.status == "pending"
 
-    @property
-    def is_suspended(self) -> bool:
-        return self.status == "suspended"
-
 
 class User(BaseModel):
     """A person who logs in to the portal: a partner's user, or an operator of the

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from flask import (
     Response,
+    abort,
     flash,
     g,
     get_flashed_messages,
@@ -43,6 +44,7 @@ from werkzeug.exceptions import HTTPException
 from portal.config import current_settings
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
+from portal.domain.applications import owned_application
 from portal.inputs import unstorable
 from portal.logs import escape_for_log, first_line, get_logger, where_raised
 
@@ -174,6 +176,14 @@ def no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
+
+
+def owned_app_or_404(app_id: str):
+    """The signed-in partner's application, or 404 (another partner's looks like none)."""
+    application = owned_application(current_user.partner_id, app_id)
+    if application is None:
+        abort(404)
+    return application
 
 
 def see_other(location: str) -> Response:

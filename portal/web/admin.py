@@ -24,6 +24,7 @@ from portal.domain.operators import (
     partner_rows,
     waiting_count,
 )
+from portal.domain.roles import ROLE_LABELS
 from portal.web import is_htmx, render_partial, see_other
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -53,7 +54,7 @@ def index():
 def _partner_context(partner_id) -> dict:
     row, users, applications = partner_overview(partner_id)
     return {"partner": row, "users": users, "applications": applications,
-            "events": partner_audit_events(row.id), "confirm": CONFIRM, "status_labels": STATUS_LABELS}
+            "events": partner_audit_events(row.id), "confirm": CONFIRM, "role_labels": ROLE_LABELS}
 
 
 @bp.get("/partners/<int:partner_id>")

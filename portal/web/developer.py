@@ -35,7 +35,6 @@ from portal.domain.applications import (
     keys_of,
     live_key_counts,
     owned_api_key,
-    owned_application,
     regenerate_secret,
     revoke_api_key,
     roll_api_key,
@@ -55,7 +54,7 @@ from portal.domain.guardrails import (
 from portal.domain.roles import can, key_action
 from portal.models import MODES, ApiKey, Application, utcnow
 from portal.scopes import SCOPES, scope_groups
-from portal.web import form_errors, is_htmx, no_store, render_partial, see_other
+from portal.web import form_errors, is_htmx, no_store, owned_app_or_404, render_partial, see_other
 from portal.web.permissions import require
 from portal.web.request_log import usage_chart
 
@@ -133,14 +132,6 @@ class NewKey:
 
 
 # -- lookups ----------------------------------------------------------------------------
-
-
-def owned_app_or_404(app_id: str) -> Application:
-    """The signed-in partner's application, or 404 (another partner's looks like none)."""
-    application = owned_application(current_user.partner_id, app_id)
-    if application is None:
-        abort(404)
-    return application
 
 
 def owned_key_or_404(application: Application, key_id) -> ApiKey:

@@ -9,6 +9,7 @@ from portal.domain import request_log
 from portal.domain.applications import applications_of, keys_of_partner
 from portal.domain.guardrails import days_left, expiring_soon, recently_exposed
 from portal.models import utcnow
+from portal.web.permissions import waiting_for_approval
 
 bp = Blueprint("home", __name__)
 
@@ -20,9 +21,10 @@ def index():
     waiting for approval sees the page that says so.)"""
     if current_user.is_operator:
         return redirect(url_for("admin.index"))
+    waiting = waiting_for_approval()
+    if waiting is not None:
+        return waiting
     partner = current_user.partner
-    if partner.is_pending:
-        return render_template("auth/waiting.html", partner=partner)
     applications = applications_of(partner)
     now = utcnow()
     keys = keys_of_partner(partner)

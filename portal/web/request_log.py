@@ -17,22 +17,15 @@ from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 
 from portal.domain import request_log
-from portal.domain.applications import keys_of, owned_application
+from portal.domain.applications import keys_of
 from portal.models import Application, utcnow
-from portal.web import is_htmx, render_partial, see_other
+from portal.web import is_htmx, owned_app_or_404, render_partial, see_other
 
 bp = Blueprint("request_log", __name__)
 
 STATUS_LABELS = {"": "All", "succeeded": "Succeeded", "failed": "Failed"}
 MODE_LABELS = {"": "All", "test": "Test", "prod": "Production"}
 COMPARE_LIMIT = 20_000  # characters of a pasted string to sign that are compared
-
-
-def _application_or_404(app_id: str) -> Application:
-    application = owned_application(current_user.partner_id, app_id)
-    if application is None:
-        abort(404)
-    return application
 
 
 def endpoint_patterns() -> list[str]:
@@ -82,7 +75,7 @@ def _filters(keys, endpoints) -> Filters:
 def index(app_id):
     """The request log, newest first; the filter form swaps the table over htmx. With
     `request_id` it goes straight to that request's page."""
-    application = _application_or_404(app_id)
+    application = owned_app_or_404(app_id)
     wanted = request.args.get("request_id", "").strip()[:64]
     if wanted:
         found = request_log.find(current_user.partner_id, wanted)
@@ -136,14 +129,14 @@ def _show(application: Application, record, comparison=None, pasted: str = ""):
 def show(app_id, request_id):
     """One request: every recorded field, the error, and for invalid_signature the
     server's canonical string with the "Compare" form."""
-    application = _application_or_404(app_id)
+    application = owned_app_or_404(app_id)
     return _show(application, _record_or_404(application, request_id))
 
 
 @bp.post("/developer/apps/<app_id>/requests/<request_id>/compare")
 def compare(app_id, request_id):
     """Compare a pasted string to sign with the server's canonical string (changes nothing)."""
-    application = _application_or_404(app_id)
+    application = owned_app_or_404(app_id)
     record = _record_or_404(application, request_id)
     if not record.canonical_string:
         abort(404)

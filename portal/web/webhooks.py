@@ -17,14 +17,12 @@ from portal.domain import DomainError, webhooks
 from portal.domain.events import EVENT_TYPES
 from portal.domain.roles import webhook_action
 from portal.models import utcnow
-from portal.web import is_htmx, no_store, render_partial, see_other
-from portal.web.developer import owned_app_or_404
+from portal.web import is_htmx, no_store, owned_app_or_404, render_partial, see_other
 from portal.web.permissions import allowed, require
 
 bp = Blueprint("webhooks", __name__)
 
 URL_FIELD_LIMIT = 4096  # raw form length refused before the domain's own rule
-MODE_LABELS = {"test": "Test", "prod": "Production"}
 
 
 def _me():
@@ -49,7 +47,6 @@ def _endpoint_to_change(app_id, endpoint_id):
 
 def _main(template: str, status: int = 200, **context):
     """The page's main area for htmx, the whole page without JavaScript."""
-    context.setdefault("mode_labels", MODE_LABELS)
     if is_htmx():
         return make_response(render_partial(f"webhooks/_{template}.html", **context), 200)
     return make_response(render_template(f"webhooks/{template}.html", **context), status)

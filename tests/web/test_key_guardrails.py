@@ -95,6 +95,10 @@ def test_edit_without_js_redirects_back_and_a_bad_range_keeps_the_old_value(app,
     assert saved.status_code == 303
     bad = signed_in.post(app_url(org, f"/keys/{org.key_id}/edit"), {"allowed_ips": "192.0.2.300"})
     assert bad.status_code == 422 and "is not an IP address" in text(bad)
+    # The message is tied to its field, as in the create form (screen readers announce it).
+    field = f"key-{org.key_id}-allowed-ips"
+    assert f'aria-describedby="{field}-hint {field}-error" aria-invalid="true"' in text(bad)
+    assert f'id="{field}-error">' in text(bad)
     assert key_row(app, org.key_id).allowed_ips == "192.0.2.1"
 
 
