@@ -267,13 +267,16 @@ def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
     return key, [row[-1] for row in rows if row[-1] is not None]
 
 
-def verify_request(method: str, path: str, query, body: bytes, headers, remote_addr: str | None = None) -> Caller:
+def verify_request(method: str, path: str, query, body: bytes, headers, remote_addr: str | None = None,
+                   scope: str | None = None) -> Caller:
     """Checks 1–6 of DESIGN.md §4 in order; returns the Caller or raises ApiError.
 
     `path` is the percent-decoded path as the WSGI server hands it over, `query` the
     query's pairs from `portal.signing.query_pairs` (or the raw query string), `body` the
     raw bytes, `headers` any case-insensitive mapping, `remote_addr` the caller's address
-    (after LOYALTY_TRUSTED_PROXIES, as Flask's request.remote_addr gives it).
+    (after LOYALTY_TRUSTED_PROXIES, as Flask's request.remote_addr gives it), `scope` the
+    endpoint's (check 7, raised by `require_scope` after this returns: a call it will refuse
+    is not counted against the rate limit).
     """
     # 1. the key's presence and shape: no database work for garbage
     token = bearer_token(headers.get("Authorization"))
@@ -292,7 +295,7 @@ def verify_request(method: str, path: str, query, body: bytes, headers, remote_a
         raise _unauthorized("invalid_api_key", "Unknown API key.")
     g.gate_key = key  # a known key: its answer carries the RateLimit-* headers
     try:
-        return _verify_with_key(key, ciphertexts, now, method, path, query, body, headers, remote_addr)
+        return _verify_with_key(key, ciphertexts, now, method, path, query, body, headers, remote_addr, scope)
     except ApiError as exc:
         # The request log files the refusal under this key, and the message points there.
         exc.key = key
@@ -301,7 +304,7 @@ def verify_request(method: str, path: str, query, body: bytes, headers, remote_a
 
 
 def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path: str, query, body: bytes,
-                     headers, remote_addr: str | None = None) -> Caller:
+                     headers, remote_addr: str | None = None, scope: str | None = None) -> Caller:
     """Checks 2 (revoked, expired) to 6 for a key that exists."""
     if key.revoked_at is not None:
         raise _unauthorized("revoked_api_key", "This API key has been revoked.")
@@ -344,16 +347,20 @@ def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path
                             "The signature does not match. Compare canonical_string with the string you signed.",
                             canonical_string=canonical)
     g.rate_window = None
-    # A call from outside the key's allowed IPs (refused at check 6) must not use up the
-    # limit of the integration the key belongs to.
+    # Only a call that checks 5-7 will let through counts against the key's limit (counted
+    # here with the nonce on SQLite, in check_rate_limit otherwise): one refused for its
+    # account, its address or its scope must not use up the integration's allowance.
+    account_active = key.application.partner.is_active and application.is_active
     from_allowed_ip = not key.allowed_ips or ip_allowed(key.allowed_ips, remote_addr or "")
-    counted = key if from_allowed_ip else None
+    scopes = frozenset(key.scope_list)
+    in_scope = scope is None or scope in scopes
+    counted = key if account_active and from_allowed_ip and in_scope else None
     if not _remember_nonce(application.id, nonce, now, counted):
         raise _unauthorized("replayed_request",
                             "This nonce was already used; sign every request (and every retry) with a new one.")
 
     # 5. the account
-    if not (key.application.partner.is_active and application.is_active):
+    if not account_active:
         if key.application.partner.is_pending:  # LOYALTY_SIGNUP=approval, not approved yet
             raise ApiError(403, "account_disabled", "This partner account is waiting for an operator's approval; "
                            "its API keys work once it is approved.")
@@ -365,7 +372,7 @@ def _verify_with_key(key: ApiKey, ciphertexts: list[str], now, method: str, path
 
     _touch_last_used(key, now)
     return Caller(key=key, application=application, partner_id=application.partner_id,
-                  mode=key.mode, scopes=frozenset(key.scope_list))
+                  mode=key.mode, scopes=scopes)
 
 
 def require_scope(caller: Caller, scope: str | None) -> None:

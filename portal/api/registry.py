@@ -172,7 +172,8 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
         raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH, however it is framed
         caller = None
         if ep.authenticated:
-            caller = verify_request(request.method, request.path, pairs, raw, request.headers, request.remote_addr)
+            caller = verify_request(request.method, request.path, pairs, raw, request.headers, request.remote_addr,
+                                    ep.scope)
             g.api_caller = caller
             require_scope(caller, ep.scope)
             check_rate_limit(caller)

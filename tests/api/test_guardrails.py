@@ -161,6 +161,20 @@ def test_with_redis_away_the_limit_still_holds_through_the_database(tmp_path, da
         db.close_all()
 
 
+def test_calls_refused_for_their_scope_or_account_do_not_use_up_the_keys_limit(app, client, creds):
+    limited = add_key(app, creds, scopes=["card_read"])
+    restrict(app, limited, rate_limit=2)
+    api = SignedClient(client, limited)
+    refused = [error_of(api.get("/v1/members"))["code"] for _ in range(3)]
+    assert refused == ["insufficient_scope"] * 3
+    with app.app_context():
+        Partner.update(status="disabled").execute()
+    assert [error_of(api.get("/v1/key"))["code"] for _ in range(3)] == ["account_disabled"] * 3
+    with app.app_context():
+        Partner.update(status="active").execute()
+    assert [api.get("/v1/key").status_code for _ in range(3)] == [200, 200, 429]
+
+
 def test_calls_from_outside_the_allowed_ips_do_not_use_up_the_keys_limit(app, api, creds):
     restrict(app, creds, allowed_ips="203.0.113.0/24", rate_limit=2)
     outside = [from_address(api, "192.0.2.1").get("/v1/key").status_code for _ in range(5)]
