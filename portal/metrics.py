@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import os
 import shutil
 import threading
@@ -111,17 +110,6 @@ def observe_api_request(route: str, method: str, status: int, code: str, seconds
                                      series.latency.labels(route, method))
     children[0].inc()
     children[1].observe(seconds)
-
-
-def error_code_of(response: Response) -> str:
-    """The `error.code` of an API error response ('' for a success); stored replays and
-    the gate's errors alike."""
-    if response.status_code < 400:
-        return ""
-    try:
-        return str(json.loads(response.get_data())["error"]["code"])[:64]
-    except (ValueError, KeyError, TypeError):
-        return ""
 
 
 # -- webhook deliveries, read at scrape time ----------------------------------------------

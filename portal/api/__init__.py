@@ -195,6 +195,9 @@ def _finish_request(response: Response) -> Response:
         idempotency_key, user_agent = environ.get("HTTP_IDEMPOTENCY_KEY"), environ.get("HTTP_USER_AGENT")
         replayed = response.headers.get(REPLAYED_HEADER) == "true"
         masked = key.masked if key is not None else _masked_header_key()
+        # The error's code and message: the refusal's own, or read back from a stored answer (a replay).
+        code, message = (error.code, error.message) if error is not None else \
+            _stored_error(response) if status >= 400 else (None, None)
         client = request.remote_addr or "-"
 
         def fields() -> dict:  # what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs)
@@ -202,32 +205,24 @@ def _finish_request(response: Response) -> Response:
                     "duration_ms": round(elapsed_ms, 1), "key": masked,
                     "app_id": key.application.app_id if key is not None else None,
                     "mode": key.mode if key is not None else None,
-                    "error_code": error.code if error is not None else None, "client": client,
+                    "error_code": code, "client": client,
                     "idempotency_key": idempotency_key, "replayed": replayed, "user_agent": user_agent}
 
         log.info("api %s %s %s %s %.1fms key=%s client=%s", rid, method, path, status, elapsed_ms, masked, client,
                  extra={"fields": fields})
-        _record(rid, key, error, response, elapsed_ms, route, idempotency_key, user_agent, replayed)
-        metrics.observe_api_request(rule or "unmatched", method, status, metrics.error_code_of(response),
-                                    elapsed_ms / 1000)
+        _record(rid, key, error, code, message, status, elapsed_ms, route, idempotency_key, user_agent, replayed)
+        metrics.observe_api_request(rule or "unmatched", method, status, (code or "")[:64], elapsed_ms / 1000)
     return response
 
 
-def _record(rid: str, key, error, response: Response, elapsed_ms: float, route: str | None,
-            idempotency_key: str | None, user_agent: str | None, replayed: bool) -> None:
+def _record(rid: str, key, error, code: str | None, message: str | None, status: int, elapsed_ms: float,
+            route: str | None, idempotency_key: str | None, user_agent: str | None, replayed: bool) -> None:
     """Hand the request's §11 fields to the request log (buffered; written by its flusher).
 
     Never a body, a key, a secret, a signature or an OTP code: only what is named here.
     The error's own message is kept, without the "see the request log" pointer.
     """
-    status = response.status_code
-    code = message = canonical = None
-    if error is not None:
-        code, message = error.code, error.message
-        if code == "invalid_signature":
-            canonical = error.extra.get("canonical_string")
-    elif status >= 400:
-        code, message = _stored_error(response)
+    canonical = error.extra.get("canonical_string") if code == "invalid_signature" and error is not None else None
     environ = request.environ
     if key is not None:
         application = key.application
