@@ -126,11 +126,14 @@ def test_making_user_partner_optional_keeps_every_row_that_references_users(empt
                              f"VALUES (1, 'abc', '{now}', '{now}', '', '')")
         database.execute_sql("INSERT INTO application (partner_id, app_id, name, status, created_at, created_by_id) "
                              f"VALUES (1, 'app_1', 'Till', 'active', '{now}', 1)")
+        database.execute_sql("INSERT INTO audit_event (partner_id, user_id, actor, action, target, detail, ip, "
+                             f"created_at) VALUES (1, 1, 'o@shop.example', 'app.created', 'app_1', '', '', '{now}')")
     applied = db.migrate(database)
     assert "006_operating" in applied
     with database.connection_context():
         assert database.execute_sql("SELECT count(*) FROM user_session").fetchone()[0] == 1
         assert database.execute_sql("SELECT created_by_id FROM application").fetchone()[0] == 1
+        assert database.execute_sql("SELECT user_id FROM audit_event").fetchall() == [(1,)]  # not SET NULL
         database.execute_sql("INSERT INTO \"user\" (partner_id, email, password_hash, role, created_at) "
                              f"VALUES (NULL, 'ops@platform.example', 'x', 'operator', '{now}')")
         if isinstance(database, peewee.SqliteDatabase):

@@ -96,7 +96,7 @@ def test_reports_are_rate_limited_per_address(app, client):
     assert report(client, [], environ_base={"REMOTE_ADDR": "192.0.2.51"}).status_code == 202
 
 
-def test_the_exposed_key_shows_on_the_partners_key_list(app, client, creds):
+def test_a_reported_key_reads_as_exposed(app, client, creds):  # its key-list row: tests/web/test_key_guardrails.py
     report(client, [creds.api_key])
     with app.app_context():
         from portal.models import utcnow
