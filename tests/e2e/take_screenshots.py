@@ -264,7 +264,7 @@ def new_pages(browser, server, shot, label, width, height) -> None:
     page.goto(app_url)
     page.get_by_role("heading", name="Webhooks").scroll_into_view_if_needed()
     shot("46-application-webhooks", page)
-    page.get_by_role("link", name="Add endpoint").click()
+    page.get_by_role("button", name="Add endpoint").click()
     page.get_by_label("Endpoint URL").wait_for()
     shot("47-add-endpoint", page)
     page.get_by_label("Endpoint URL").fill("http://127.0.0.1:9/a/rather/long/path/for/a/webhook/receiver")
