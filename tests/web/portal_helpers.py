@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from portal.domain.accounts import create_partner_account
+from portal.domain.accounts import create_partner_account, passwords
 from portal.domain.applications import create_application, issue_api_key
-from portal.models import ApiKey
+from portal.models import ApiKey, User
 
 PASSWORD = "a long enough passphrase"
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -85,3 +85,13 @@ def key_row(app, key_id) -> ApiKey:
     """A key's row as stored now."""
     with app.app_context():
         return ApiKey.get_by_id(key_id)
+
+
+def teammate(app, org, role: str, email: str | None = None) -> tuple[User, PortalClient]:
+    """A new user of `org` with `role`, and a client signed in as them."""
+    email = email or f"{role}@bakery.example"
+    with app.app_context():
+        user = User.create(partner=org.partner_id, email=email, password_hash=passwords().hash(PASSWORD), role=role)
+    client = PortalClient(app.test_client())
+    client.login(email)
+    return user, client

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from portal_helpers import PASSWORD, PortalClient, count, key_row
+from portal_helpers import count, key_row, teammate
 
 from portal.domain.roles import ACTIONS, ROLES, at_least, can, key_action, may_manage
 from portal.models import ApiKey, Application, User
@@ -58,20 +58,8 @@ def test_admins_manage_everyone_but_owners():
 # -- the rules enforced on real requests --------------------------------------------------
 
 
-def _teammate(app, org, role: str) -> PortalClient:
-    """A signed-in client for a new user of `org` with `role`."""
-    from portal.domain.accounts import passwords
-
-    email = f"{role}@bakery.example"
-    with app.app_context():
-        User.create(partner=org.partner_id, email=email, password_hash=passwords().hash(PASSWORD), role=role)
-    client = PortalClient(app.test_client())
-    client.login(email)
-    return client
-
-
 def test_a_viewer_sees_applications_and_keys_but_no_control_that_changes_them(app, org):
-    viewer = _teammate(app, org, "viewer")
+    viewer = teammate(app, org, "viewer")[1]
     page = viewer.get(f"/developer/apps/{org.app_id}").get_data(as_text=True)
     assert org.app_id in page and "Checkout" in page
     for control in ("Create API key", "Regenerate secret", ">Roll</button>", ">Revoke</button>"):
@@ -81,7 +69,7 @@ def test_a_viewer_sees_applications_and_keys_but_no_control_that_changes_them(ap
 
 
 def test_a_viewer_posting_a_change_gets_403_and_nothing_changes(app, org):
-    viewer = _teammate(app, org, "viewer")
+    viewer = teammate(app, org, "viewer")[1]
     viewer.get(f"/developer/apps/{org.app_id}")
     response = viewer.post(f"/developer/apps/{org.app_id}/keys/{org.key_id}/revoke")
     assert response.status_code == 403 and "Viewer" in response.get_data(as_text=True)
@@ -92,7 +80,7 @@ def test_a_viewer_posting_a_change_gets_403_and_nothing_changes(app, org):
 
 
 def test_a_developer_manages_test_keys_only(app, org):
-    developer = _teammate(app, org, "developer")
+    developer = teammate(app, org, "developer")[1]
     page = developer.get(f"/developer/apps/{org.app_id}/keys/new").get_data(as_text=True)
     assert 'value="test"' in page and 'value="prod"' not in page
     made = developer.post(f"/developer/apps/{org.app_id}/keys",
@@ -112,7 +100,7 @@ def test_a_developer_cannot_roll_or_revoke_a_production_key(app, org):
 
         prod, _ = issue_api_key(Application.get(Application.app_id == org.app_id), name="Live", mode="prod",
                                 scopes=["stamps_read"])
-    developer = _teammate(app, org, "developer")
+    developer = teammate(app, org, "developer")[1]
     page = developer.get(f"/developer/apps/{org.app_id}").get_data(as_text=True)
     assert page.count(">Revoke</button>") == 1  # the test key's row only
     developer.get(f"/developer/apps/{org.app_id}")
@@ -123,14 +111,14 @@ def test_a_developer_cannot_roll_or_revoke_a_production_key(app, org):
 
 
 def test_an_admin_manages_applications_and_the_program(app, org):
-    admin = _teammate(app, org, "admin")
+    admin = teammate(app, org, "admin")[1]
     assert admin.get("/program").status_code == 200
     assert admin.post("/developer/apps", {"name": "Till"}).status_code == 200
     assert count(app, Application) == 2
 
 
 def test_a_demoted_users_open_page_cannot_post_an_admin_action(app, org):
-    admin = _teammate(app, org, "admin")
+    admin = teammate(app, org, "admin")[1]
     admin.get("/program")
     with app.app_context():
         User.update(role="viewer").where(User.email == "admin@bakery.example").execute()

@@ -9,11 +9,10 @@ import re
 from datetime import timedelta
 from html import escape
 
-from portal_helpers import PASSWORD, PortalClient
+from portal_helpers import teammate
 
 from portal.domain import request_log
-from portal.domain.accounts import passwords
-from portal.models import Application, User, utcnow
+from portal.models import Application, utcnow
 from tests.api.helpers import Credentials, SignedClient
 
 
@@ -148,12 +147,8 @@ def test_a_request_page_shows_every_field_and_compare_marks_the_first_differing_
 
 
 def test_a_viewer_reads_the_log_and_sees_no_control_that_changes_anything(app, org, client):
-    with app.app_context():
-        User.create(partner=org.partner_id, email="viewer@bakery.example", password_hash=passwords().hash(PASSWORD),
-                    role="viewer")
+    _, viewer = teammate(app, org, "viewer")
     rid, canonical = _bad_signature(app, org, client)
-    viewer = PortalClient(app.test_client())
-    viewer.login("viewer@bakery.example")
     for url in (log_url(org), f"{log_url(org)}/{rid}", f"/developer/apps/{org.app_id}"):
         html = viewer.get(url).get_data(as_text=True)
         posts = re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', html)

@@ -8,22 +8,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from portal_helpers import PASSWORD, PortalClient
+from portal_helpers import PASSWORD, PortalClient, teammate
 
-from portal.domain.accounts import passwords
 from portal.models import AuditEvent, TeamInvite, User, UserSession, utcnow
 
 _LINK_RE = re.compile(r'aria-label="Invite link"[^>]*>([^<]+)<')
-
-
-def teammate(app, org, role: str, email: str | None = None) -> tuple[User, PortalClient]:
-    """A new user of `org` with `role`, and a client signed in as them."""
-    email = email or f"{role}@bakery.example"
-    with app.app_context():
-        user = User.create(partner=org.partner_id, email=email, password_hash=passwords().hash(PASSWORD), role=role)
-    client = PortalClient(app.test_client())
-    client.login(email)
-    return user, client
 
 
 def invite(portal: PortalClient, email="dev@bakery.example", role="developer", htmx=False):

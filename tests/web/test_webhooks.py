@@ -8,25 +8,14 @@ from __future__ import annotations
 
 import re
 
-from portal_helpers import PASSWORD, PortalClient, make_org
+from portal_helpers import PortalClient, make_org, teammate
 
 from portal.domain import events
-from portal.models import Application, AuditEvent, User, WebhookDelivery, WebhookEndpoint
+from portal.models import Application, AuditEvent, WebhookDelivery, WebhookEndpoint
 from portal.webhooks_worker import deliver_due
 from tests.webhooks.receiver import Receiver, verified
 
 SECRET_RE = re.compile(r"whsec_[A-Za-z0-9+/=]{44}")
-
-
-def _teammate(app, org, role: str) -> PortalClient:
-    from portal.domain.accounts import passwords
-
-    email = f"{role}@bakery.example"
-    with app.app_context():
-        User.create(partner=org.partner_id, email=email, password_hash=passwords().hash(PASSWORD), role=role)
-    client = PortalClient(app.test_client())
-    client.login(email)
-    return client
 
 
 def _add(portal, org, url, mode="test", types=None, htmx=False):
@@ -137,7 +126,7 @@ def test_developers_manage_test_endpoints_only_and_viewers_none(app, org):
     owner.login(org.email)
     _add(owner, org, "https://1.1.1.1/hook", mode="prod")
     prod = _endpoint(app)
-    developer = _teammate(app, org, "developer")
+    developer = teammate(app, org, "developer")[1]
     form = developer.get(f"/developer/apps/{org.app_id}/webhooks/new").get_data(as_text=True)
     assert "> Production</label>" not in form
     assert _add(developer, org, "https://1.0.0.1/hook", mode="prod").status_code == 403
@@ -147,7 +136,7 @@ def test_developers_manage_test_endpoints_only_and_viewers_none(app, org):
     assert ">Send test event<" not in page and ">Rotate secret<" not in page
     for action in ("test", "rotate", "delete"):
         assert developer.post(f"{prod_url}/{action}", {"confirmed": "1"}).status_code == 403
-    viewer = _teammate(app, org, "viewer")
+    viewer = teammate(app, org, "viewer")[1]
     assert "webhooks-title" not in viewer.get(f"/developer/apps/{org.app_id}").get_data(as_text=True)
     assert viewer.get(prod_url).status_code == 403
     with app.app_context():
