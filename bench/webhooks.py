@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from urllib.parse import urlsplit, urlunsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sdk"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_gate import free_port, signed_headers  # noqa: E402
 
 
 class Receiver:
@@ -181,13 +182,8 @@ def throughput(engine: str, workers: int, n_events: int, databases: _Databases) 
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def _signed_headers(method: str, path: str, body: bytes, creds: dict) -> dict:
-    from loyalty_sdk import sign
-
-    headers = sign(method, path, body, app_id=creds["app_id"], app_secret=creds["app_secret"])
-    headers["Authorization"] = f"Bearer {creds['test_key']}"
-    headers["Content-Type"] = "application/json"
-    return headers
+def _json_headers(method: str, path: str, body: bytes, creds: dict) -> dict:
+    return {**signed_headers(method, path, body, creds), "Content-Type": "application/json"}
 
 
 def delay(calls: int) -> tuple[float, float]:
@@ -198,9 +194,7 @@ def delay(calls: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         url = f"sqlite:///{data_dir / 'loyalty.db'}"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "portal.cli", "serve", "--init", "--port", str(port), "--workers", "2"],
                                   env=_env(data_dir, url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
@@ -226,8 +220,8 @@ def delay(calls: int) -> tuple[float, float]:
             session = requests.Session()
             body = json.dumps({"email": "bench@example.com"}).encode()
             member = session.post(base + "/v1/members", data=body,
-                                  headers=_signed_headers("POST", "/v1/members", body, demo), timeout=10).json()
-            card = session.get(base + "/v1/cards", headers=_signed_headers("GET", "/v1/cards", b"", demo),
+                                  headers=_json_headers("POST", "/v1/members", body, demo), timeout=10).json()
+            card = session.get(base + "/v1/cards", headers=_json_headers("GET", "/v1/cards", b"", demo),
                                timeout=10).json()["data"][0]["id"]
             path = f"/v1/members/{member['id']}/stamps"
             delays = []
@@ -235,7 +229,7 @@ def delay(calls: int) -> tuple[float, float]:
                 before = receiver.count()
                 body = json.dumps({"card_id": card, "count": 1}).encode()
                 sent = time.time()
-                assert session.post(base + path, data=body, headers=_signed_headers("POST", path, body, demo),
+                assert session.post(base + path, data=body, headers=_json_headers("POST", path, body, demo),
                                     timeout=10).status_code == 201
                 deadline = time.monotonic() + 10
                 while receiver.count() == before and time.monotonic() < deadline:
