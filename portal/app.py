@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 
 from flask import Flask, jsonify, send_from_directory
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SessionInterface
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_input_stream
 
 from portal import db
 from portal.config import load_settings, use_settings
+from portal.logs import REQUEST_ID_HEADER, new_request_id
 
 _HERE = Path(__file__).parent
 
@@ -67,41 +67,34 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
     """Build the app. `config` overrides settings by their env name without the
     LOYALTY_ prefix, e.g. {"DATA_DIR": tmp, "DATABASE_URL": "sqlite:///…"}. With
     `create=False` (the CLI without --init) a missing data dir or server secret is a
-    ConfigError rather than created."""
+    ConfigError rather than created.
+
+    Two Flask apps behind one front door (`FrontDoor`): the portal (pages, /healthz,
+    /readyz, /metrics, the SDK wheel) and the /v1 API (`create_api_app`), which a signed
+    call reaches without the portal's sessions, CSRF, roles, htmx or page hooks. The
+    returned app is the portal; its `wsgi_app` is the front door, so a test client or a
+    WSGI server gets both.
+    """
     settings = load_settings(config, create=create)
     use_settings(settings)
-    app = Flask("portal", template_folder=_templates_dir(), static_folder=str(_HERE / "static"))
+    app = _flask_app(settings, template_folder=_templates_dir(), static_folder=str(_HERE / "static"))
     app.config.update(
-        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
-        MAX_CONTENT_LENGTH=64 * 1024,
-        JSON_SORT_KEYS=False,
     )
     app.config.update(settings.extra)
-    app.session_interface = PortalSessions()
-    if settings.trusted_proxies:
-        # Behind a TLS-terminating reverse proxy: take the client's address, scheme and host
-        # from the X-Forwarded-* headers the trusted proxies set (and from nobody else).
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     logging.getLogger("portal").setLevel(logging.INFO)
 
     db.bind(db.open_database(settings.database_url))
     db.init_app(app)
 
-    from portal import api, web
+    from portal import metrics, web
 
     web.init_app(app)
-    api.init_app(app)
-    from portal import metrics
-
     metrics.init_app(app)
     # Last, on top of whatever request class the extensions installed (htmx-flask has its own).
     app.request_class = type("BoundedRequest", (BoundedBody, app.request_class), {})
@@ -114,7 +107,7 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
     @app.get("/healthz")
     def healthz():
         """200 when the database answers, 503 otherwise (for load balancers and probes).
-        GET is answered by HealthCheckFirst in front of Flask; this serves HEAD."""
+        GET is answered by FrontDoor in front of Flask; this serves HEAD."""
         if not database_answers():
             return jsonify(status="unavailable"), 503
         return jsonify(status="ok")
@@ -131,18 +124,59 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
             return jsonify(status="not ready", reasons=reasons), 503, {"Cache-Control": "no-store"}
         return jsonify(status="ready"), 200, {"Cache-Control": "no-store"}
 
-    app.wsgi_app = HealthCheckFirst(app.wsgi_app)
+    api_app = create_api_app(settings)
+    app.extensions["loyalty_api_app"] = api_app
+    app.wsgi_app = FrontDoor(_behind_proxies(api_app.wsgi_app, settings), _behind_proxies(app.wsgi_app, settings))
     return app
 
 
-class PortalSessions(SecureCookieSessionInterface):
-    """The portal's cookie sessions. An API request (/v1), which authenticates with its key,
-    opens none: reading and checking a session cookie cost ~0.1 ms of every API call."""
+def create_api_app(settings) -> Flask:
+    """The /v1 API's own Flask app: its blueprint, the database's per-request hooks and the
+    request body limit, nothing of the portal's (no session, CSRF, login, roles, htmx or
+    page log). `create_app` builds it and puts it behind the front door; the database is
+    the one `create_app` bound."""
+    from portal import api
+
+    app = _flask_app(settings, static_folder=None)
+    app.config.update(settings.extra)
+    app.session_interface = NoSessions()
+    db.init_app(app)
+    api.init_app(app)
+    app.request_class = type("BoundedRequest", (BoundedBody, app.request_class), {})
+    return app
+
+
+class NoSessions(SessionInterface):
+    """An API call authenticates with its key: no session cookie is read, checked or set
+    (reading and checking one cost ~0.1 ms of every call)."""
 
     def open_session(self, app, request):
-        if request.path == "/v1" or request.path.startswith("/v1/"):
-            return self.null_session_class()
-        return super().open_session(app, request)
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response) -> None:
+        return None
+
+
+def api_app_of(app: Flask) -> Flask:
+    """The API app `create_app` put behind the portal's front door (its URL map holds /v1)."""
+    return app.extensions["loyalty_api_app"]
+
+
+def _flask_app(settings, **folders) -> Flask:
+    app = Flask("portal", **folders)
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
+    return app
+
+
+def _behind_proxies(wsgi_app, settings):
+    """Behind a TLS-terminating reverse proxy: take the client's address, scheme and host
+    from the X-Forwarded-* headers the trusted proxies set (and from nobody else)."""
+    if not settings.trusted_proxies:
+        return wsgi_app
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    n = settings.trusted_proxies
+    return ProxyFix(wsgi_app, x_for=n, x_proto=n, x_host=n)
 
 
 def database_answers() -> bool:
@@ -155,24 +189,28 @@ def database_answers() -> bool:
     return True
 
 
-class HealthCheckFirst:
-    """`GET /healthz` answered in front of Flask, with the route's answer and the
-    portal's security headers and an X-Request-Id.
+class FrontDoor:
+    """Where a request goes: `GET /healthz` is answered here, with the route's answer, the
+    portal's security headers and an X-Request-Id; /v1 goes to the API app; the rest to
+    the portal.
 
-    Probes call it many times a second, and the per-request work of the portal and the
-    API (sessions, CSRF, roles, the request log) has nothing to do for it: in front of
-    Flask it costs about what a bare Flask app's answer costs.
+    Probes call /healthz many times a second, and the per-request work of the portal and
+    the API (sessions, CSRF, roles, the request log) has nothing to do for it: answered
+    here it costs about what a bare Flask app's answer costs.
     """
 
-    def __init__(self, wsgi_app):
-        from portal.web import SECURITY_HEADERS
+    def __init__(self, api, portal):
+        from portal.headers import SECURITY_HEADERS
 
-        self.wsgi_app = wsgi_app
+        self.api, self.portal = api, portal
         self.headers = list(SECURITY_HEADERS.items())
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") != "/healthz" or environ.get("REQUEST_METHOD") != "GET":
-            return self.wsgi_app(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/v1") and (len(path) == 3 or path[3] == "/"):
+            return self.api(environ, start_response)
+        if path != "/healthz" or environ.get("REQUEST_METHOD") != "GET":
+            return self.portal(environ, start_response)
         try:
             ok = database_answers()
         finally:
@@ -180,5 +218,5 @@ class HealthCheckFirst:
         body = b'{"status":"ok"}\n' if ok else b'{"status":"unavailable"}\n'
         start_response("200 OK" if ok else "503 SERVICE UNAVAILABLE", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-            ("X-Request-Id", "req_" + secrets.token_hex(12)), *self.headers])
+            (REQUEST_ID_HEADER, new_request_id()), *self.headers])
         return [body]

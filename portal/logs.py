@@ -108,6 +108,9 @@ def _utc_time(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
+REQUEST_ID_HEADER = "X-Request-Id"  # on every answer: the portal's, the API's, /healthz's
+
+
 def request_id() -> str:
     """This request's id (`req_` + 24 hex digits), made on first use and kept on `g`: the
     X-Request-Id of its response (portal.api.errors) and the request_id of its log lines."""
@@ -115,10 +118,15 @@ def request_id() -> str:
 
     rid = g.get("request_id")
     if rid is None:
-        # 8 hex digits of unix time, then 16 random: ids made close together sort together,
-        # so the request log's index on them grows at its end (portal.domain.request_log).
-        rid = g.request_id = f"req_{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+        rid = g.request_id = new_request_id()
     return rid
+
+
+def new_request_id() -> str:
+    """A fresh request id. 8 hex digits of unix time, then 16 random: ids made close
+    together sort together, so the request log's index on them grows at its end
+    (portal.domain.request_log)."""
+    return f"req_{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
 
 
 def _request_id() -> str | None:

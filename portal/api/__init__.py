@@ -112,12 +112,13 @@ from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from portal import metrics
-from portal.api.errors import REQUEST_ID_HEADER, ApiError, from_http_exception, invalid_request, request_id
+from portal.api.errors import ApiError, from_http_exception, internal_error, invalid_request, request_id
 from portal.api.idempotency import REPLAYED_HEADER
 from portal.api.openapi import openapi_path
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
 from portal.domain import request_log
-from portal.logs import console_handler, get_logger
+from portal.headers import add_security_headers
+from portal.logs import REQUEST_ID_HEADER, console_handler, get_logger, where_raised
 from portal.models import utcnow
 from portal.signing import NotUtf8, decode_wsgi_path
 
@@ -127,23 +128,22 @@ __all__ = ["API_PREFIX", "REGISTRY", "SCHEMAS", "ApiCall", "Endpoint", "bp", "en
 
 
 def init_app(app) -> None:
-    """Mount the /v1 blueprint (its hooks answer /v1 routing errors in the API's shape)."""
+    """Mount the /v1 blueprint on the API's own app (`portal.app.create_api_app`): its
+    hooks below run for every request that app serves, all of them /v1."""
     app.register_blueprint(bp)
 
 
-# -- hooks for the whole app: /v1 routing errors, request ids, the log line ----------------
+# -- hooks for the API app: routing errors, request ids, the log line ---------------------
 
 
 @bp.before_app_request
 def _start_request():
-    """Time the request; answer /v1 routing failures (404/405) in the API's error shape.
+    """Time the request; answer routing failures (404/405) in the API's error shape.
 
-    Routing errors are raised after before-request hooks, so answering here keeps the
-    portal's HTML error pages out of /v1 without touching the app's error handlers.
+    Routing errors are raised after before-request hooks, so answering here keeps
+    Flask's HTML error pages out of /v1 without touching the app's error handlers.
     """
     g.api_started = time.perf_counter()
-    if not _is_api_path(request.path):
-        return None
     refusal = _undecodable_path()
     if refusal is not None:
         return refusal.response()
@@ -170,6 +170,16 @@ def _undecodable_path() -> ApiError | None:
     return None
 
 
+@bp.app_errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    """What escapes the dispatcher (a hook's own failure) in the API's shape: an HTTP
+    error as its status, anything else a 500 that says nothing of the cause."""
+    if isinstance(exc, HTTPException):
+        return from_http_exception(exc).response()
+    log.error("api %s unhandled %s", request_id(), where_raised(exc))
+    return internal_error().response()
+
+
 class _NotFound(HTTPException):
     code = 404
 
@@ -179,39 +189,40 @@ _NOT_FOUND = _NotFound()
 
 @bp.after_app_request
 def _finish_request(response: Response) -> Response:
-    """`X-Request-Id` on every response; one log line and one request-log record per API
-    request, both from the same values."""
+    """`X-Request-Id` and the security headers on every response; one log line and one
+    request-log record per request, both from the same values."""
     rid = request_id()
-    response.headers.setdefault(REQUEST_ID_HEADER, rid)
-    if _is_api_path(request.path):
-        elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
-        caller, error = g.get("api_caller"), g.get("api_error")
-        # The key the request is filed under: the caller's, or (a refusal after it resolved) the error's.
-        key = caller.key if caller is not None else getattr(error, "key", None)
-        rule = request.url_rule.rule if request.url_rule is not None else None
-        route = _route_pattern(rule)
-        method, path, status = request.method, request.path, response.status_code
-        environ = request.environ
-        idempotency_key, user_agent = environ.get("HTTP_IDEMPOTENCY_KEY"), environ.get("HTTP_USER_AGENT")
-        replayed = response.headers.get(REPLAYED_HEADER) == "true"
-        masked = key.masked if key is not None else _masked_header_key()
-        # The error's code and message: the refusal's own, or read back from a stored answer (a replay).
-        code, message = (error.code, error.message) if error is not None else \
-            _stored_error(response) if status >= 400 else (None, None)
-        client = request.remote_addr or "-"
+    headers = response.headers
+    headers.setdefault(REQUEST_ID_HEADER, rid)
+    add_security_headers(headers)
+    elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
+    caller, error = g.get("api_caller"), g.get("api_error")
+    # The key the request is filed under: the caller's, or (a refusal after it resolved) the error's.
+    key = caller.key if caller is not None else getattr(error, "key", None)
+    rule = request.url_rule.rule if request.url_rule is not None else None
+    route = _route_pattern(rule)
+    method, path, status = request.method, request.path, response.status_code
+    environ = request.environ
+    idempotency_key, user_agent = environ.get("HTTP_IDEMPOTENCY_KEY"), environ.get("HTTP_USER_AGENT")
+    replayed = response.headers.get(REPLAYED_HEADER) == "true"
+    masked = key.masked if key is not None else _masked_header_key()
+    # The error's code and message: the refusal's own, or read back from a stored answer (a replay).
+    code, message = (error.code, error.message) if error is not None else \
+        _stored_error(response) if status >= 400 else (None, None)
+    client = request.remote_addr or "-"
 
-        def fields() -> dict:  # what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs)
-            return {"method": method, "path": path, "route": route, "status": status,
-                    "duration_ms": round(elapsed_ms, 1), "key": masked,
-                    "app_id": key.application.app_id if key is not None else None,
-                    "mode": key.mode if key is not None else None,
-                    "error_code": code, "client": client,
-                    "idempotency_key": idempotency_key, "replayed": replayed, "user_agent": user_agent}
+    def fields() -> dict:  # what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs)
+        return {"method": method, "path": path, "route": route, "status": status,
+                "duration_ms": round(elapsed_ms, 1), "key": masked,
+                "app_id": key.application.app_id if key is not None else None,
+                "mode": key.mode if key is not None else None,
+                "error_code": code, "client": client,
+                "idempotency_key": idempotency_key, "replayed": replayed, "user_agent": user_agent}
 
-        log.info("api %s %s %s %s %.1fms key=%s client=%s", rid, method, path, status, elapsed_ms, masked, client,
-                 extra={"fields": fields})
-        _record(rid, key, error, code, message, status, elapsed_ms, route, idempotency_key, user_agent, replayed)
-        metrics.observe_api_request(rule or "unmatched", method, status, (code or "")[:64], elapsed_ms / 1000)
+    log.info("api %s %s %s %s %.1fms key=%s client=%s", rid, method, path, status, elapsed_ms, masked, client,
+             extra={"fields": fields})
+    _record(rid, key, error, code, message, status, elapsed_ms, route, idempotency_key, user_agent, replayed)
+    metrics.observe_api_request(rule or "unmatched", method, status, (code or "")[:64], elapsed_ms / 1000)
     return response
 
 
@@ -270,10 +281,6 @@ def _stored_error(response: Response) -> tuple[str | None, str | None]:
         return str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError, RuntimeError):
         return None, None
-
-
-def _is_api_path(path: str) -> bool:
-    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
 def _masked_header_key() -> str:

@@ -17,8 +17,6 @@ from flask import Response, g
 from portal import logs
 from portal.domain import DomainError
 
-REQUEST_ID_HEADER = "X-Request-Id"
-
 # The `type` of an error follows from its status: partners branch on `type`, then `code`.
 ERROR_TYPES = {
     400: "invalid_request_error",

@@ -33,8 +33,9 @@ from datetime import timedelta
 
 from flask import Response
 
-from portal.api.errors import REQUEST_ID_HEADER, ApiError, invalid_request
+from portal.api.errors import ApiError, invalid_request
 from portal.db import UNAVAILABLE_ERRORS, database, is_postgres, write_transaction
+from portal.logs import REQUEST_ID_HEADER
 from portal.models import IdempotencyRecord, utcnow
 
 HEADER = "Idempotency-Key"

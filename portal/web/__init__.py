@@ -45,8 +45,9 @@ from portal.config import current_settings
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
 from portal.domain.applications import owned_application
+from portal.headers import add_security_headers
 from portal.inputs import unstorable
-from portal.logs import escape_for_log, first_line, get_logger, where_raised
+from portal.logs import REQUEST_ID_HEADER, escape_for_log, first_line, get_logger, request_id, where_raised
 
 log = get_logger(__name__)
 
@@ -57,32 +58,6 @@ CSRF_HEADER = "X-CSRF-Token"
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
 # Only these prefixes are the portal; the API (/v1) authenticates with keys, not cookies.
-API_PREFIX = "/v1"
-
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "font-src 'self'",
-    "connect-src 'self'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-    "base-uri 'self'",
-    "object-src 'none'",
-])
-
-# On every response (setdefault: a view may set its own).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-}
-_SECURITY_HEADER_ITEMS = tuple(SECURITY_HEADERS.items())
-
 # htmx settings: never keep page snapshots (they could hold a show-once secret) in
 # localStorage, no eval, and swap 4xx/5xx bodies too (ours carry HX-Reswap: none and an
 # out-of-band message, so an error is shown instead of silently ignored).
@@ -249,10 +224,6 @@ def _csrf_ok() -> bool:
     return hmac.compare_digest(expected.encode(), sent.encode())
 
 
-def _is_portal_request() -> bool:
-    return not (request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"))
-
-
 class CsrfFailure(HTTPException):
     code = 400
     description = CSRF_FAILURE_MESSAGE
@@ -391,8 +362,7 @@ def init_app(app) -> None:
         # A portal page needs the database (the user, the partner's data): connect up front,
         # so a database that is away answers the portal's 503 page, not half a page.
         # The SDK wheel needs no database: pip installs keep working while it is away.
-        if _is_portal_request() and request.endpoint not in ("static", "htmx_static", "healthz", "readyz",
-                                                               "sdk.wheel", "metrics"):
+        if request.endpoint not in ("static", "htmx_static", "healthz", "readyz", "sdk.wheel", "metrics"):
             database.connect(reuse_if_open=True)
 
     @app.before_request
@@ -408,7 +378,7 @@ def init_app(app) -> None:
 
     @app.before_request
     def _protect_state_changes():
-        if not _is_portal_request() or request.method not in STATE_CHANGING:
+        if request.method not in STATE_CHANGING:
             return None
         endpoint = request.endpoint or ""
         # An expired session on an htmx request goes to the log-in page before anything
@@ -425,24 +395,21 @@ def init_app(app) -> None:
 
     @app.before_request
     def _check_role():
-        if _is_portal_request():
-            return permissions.check_route()
-        return None
+        return permissions.check_route()
 
     @app.before_request
     def _refuse_unstorable_input():
         # After CSRF and the role check: only a legitimate form gets this far.
-        if _is_portal_request():
-            message = unstorable_input_message()
-            if message is not None:
-                return error_response(400, message)
+        message = unstorable_input_message()
+        if message is not None:
+            return error_response(400, message)
         return None
 
     @app.after_request
     def _log_request(response: Response) -> Response:
         # One line per portal request, with the client's address (after ProxyFix). Probes
         # and static files would drown the rest; /v1 has its own line (portal.api).
-        if _is_portal_request() and request.endpoint not in UNLOGGED_ENDPOINTS:
+        if request.endpoint not in UNLOGGED_ENDPOINTS:
             elapsed_ms = (time.perf_counter() - g.get("portal_started", time.perf_counter())) * 1000
             user = g.get("_login_user")  # flask-login's, if this request looked it up: no query here
             user_id = getattr(user, "id", None)
@@ -457,13 +424,9 @@ def init_app(app) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers
-        # One pass over what the response already has (a route may set its own), not a
-        # scan per header: on every answer, /v1 included.
-        present = {name.lower() for name, _ in headers.items()}
-        for name, value in _SECURITY_HEADER_ITEMS:
-            if name.lower() not in present:
-                headers.add(name, value)
-        if _is_portal_request() and response.mimetype == "text/html":
+        add_security_headers(headers)
+        headers.setdefault(REQUEST_ID_HEADER, request_id())
+        if response.mimetype == "text/html":
             headers.add("Vary", "HX-Request")
             # Signed-in pages hold an organisation's data: keep them out of shared caches.
             if current_user and current_user.is_authenticated and "Cache-Control" not in headers:
