@@ -87,13 +87,15 @@ def _sql(name: str) -> str:
     return _SQL[key]
 
 
-def _database_hit(subject: str, start: int) -> int:
+def _database_hit(subject: str, start: int, connection=None) -> int:
     global _next_sweep
     mono = time.monotonic()
     if mono >= _next_sweep:
         _next_sweep = mono + SWEEP_EVERY * (0.5 + random.random())
         RateCounter.delete().where(RateCounter.window_start < start - KEEP_WINDOWS).execute()
-    if isinstance(database.obj, peewee.SqliteDatabase):
+    if connection is not None:  # the gate's: inside its nonce transaction, holding the writer lock
+        row = connection.execute(_sql("hit"), (subject, start, 1, 1)).fetchone()
+    elif isinstance(database.obj, peewee.SqliteDatabase):
         # The one writer lock (held already inside the gate's nonce transaction); a count
         # is ephemeral like the nonce (docs/production.md, "Durability").
         with SQLITE_WRITE_LOCK, ephemeral_write():
@@ -156,8 +158,10 @@ def _redis_key(subject: str, start: int) -> str:
 _exhausted: dict[tuple, int] = {}  # subject -> window start it was found over its limit in
 
 
-def hit(subject: str, limit: int, period: int = 60) -> Window:
-    """Count one request of `subject`; the Window says whether it is within `limit`."""
+def hit(subject: str, limit: int, period: int = 60, connection=None) -> Window:
+    """Count one request of `subject`; the Window says whether it is within `limit`.
+    `connection`: SQLite's driver connection of a write transaction the count joins (the
+    gate's nonce transaction; the database is then the store, never Redis)."""
     now = time.time()
     start, reset = _window(period, now)
     url = current_settings().redis_url
@@ -171,7 +175,7 @@ def hit(subject: str, limit: int, period: int = 60) -> Window:
         except Exception as exc:  # Redis away: the database still counts for every process
             _warn_redis_away(exc)
     if count is None:
-        count = _database_hit(subject, start)
+        count = _database_hit(subject, start, connection)
     if count > limit:
         if len(_exhausted) > 10_000:
             _exhausted.clear()

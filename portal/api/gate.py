@@ -211,18 +211,35 @@ def _remember_nonce(application_id: int, nonce: str, now, key: ApiKey | None = N
         with ephemeral_write():
             Nonce.delete().where(Nonce.expires_at < now).execute()
     params = (application_id, nonce, Nonce.expires_at.db_value(now + NONCE_LIFETIME))
-    if _serialise_writes():
-        # One writer per process at a time: threads queue on this lock (woken at once)
-        # instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries.
-        # Ephemeral, the nonce and the rate count alike: see "Durability" in
-        # docs/production.md (a write's own durable commit flushes its nonce to disk too).
-        with _nonce_lock, ephemeral_write(), database.atomic():
-            cursor = database.execute_sql(_sql("nonce"), params)
-            if cursor.rowcount == 1 and key is not None and not current_settings().redis_url:
-                g.rate_window = rate_limits.hit(rate_subject(key), rate_limit_of(key))
-    else:
-        cursor = database.execute_sql(_sql("nonce"), params)
-    return cursor.rowcount == 1
+    if not _serialise_writes():
+        return database.execute_sql(_sql("nonce"), params).rowcount == 1
+    # One writer per process at a time: threads queue on this lock (woken at once)
+    # instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries.
+    # Ephemeral, the nonce and the rate count alike: see "Durability" in
+    # docs/production.md (a write's own durable commit flushes its nonce to disk too).
+    # The statements go to the driver's connection directly: peewee's transaction and
+    # statement wrappers cost more Python than SQLite spends on them.
+    with _nonce_lock, ephemeral_write(), _DRIVER_ERRORS:
+        conn = database.connection()
+        own = not database.in_transaction()  # else a part of the caller's transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored = conn.execute(_sql("nonce"), params).rowcount == 1
+            if stored and key is not None and not current_settings().redis_url:
+                g.rate_window = rate_limits.hit(rate_subject(key), rate_limit_of(key), connection=conn)
+            if own:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own and conn.in_transaction:
+                conn.rollback()
+            raise
+    return stored
+
+
+# The driver's errors as peewee's (so a locked or vanished database is one of
+# portal.db.UNAVAILABLE_ERRORS, answered 503), for statements run on the raw connection.
+_DRIVER_ERRORS = getattr(peewee, "__exception_wrapper__")
 
 
 _nonce_lock = SQLITE_WRITE_LOCK  # shared with write transactions and the request log's flusher
