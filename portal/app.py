@@ -13,6 +13,7 @@ from werkzeug.wsgi import LimitedStream, get_input_stream
 
 from portal import db
 from portal.config import load_settings, use_settings
+from portal.headers import SecurityHeaders
 from portal.logs import REQUEST_ID_HEADER, new_request_id
 
 _HERE = Path(__file__).parent
@@ -126,7 +127,8 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
 
     api_app = create_api_app(settings)
     app.extensions["loyalty_api_app"] = api_app
-    app.wsgi_app = FrontDoor(_behind_proxies(api_app.wsgi_app, settings), _behind_proxies(app.wsgi_app, settings))
+    app.wsgi_app = SecurityHeaders(FrontDoor(_behind_proxies(api_app.wsgi_app, settings),
+                                             _behind_proxies(app.wsgi_app, settings)))
     return app
 
 
@@ -190,9 +192,8 @@ def database_answers() -> bool:
 
 
 class FrontDoor:
-    """Where a request goes: `GET /healthz` is answered here, with the route's answer, the
-    portal's security headers and an X-Request-Id; /v1 goes to the API app; the rest to
-    the portal.
+    """Where a request goes: `GET /healthz` is answered here, with the route's answer and
+    an X-Request-Id; /v1 goes to the API app; the rest to the portal.
 
     Probes call /healthz many times a second, and the per-request work of the portal and
     the API (sessions, CSRF, roles, the request log) has nothing to do for it: answered
@@ -200,10 +201,7 @@ class FrontDoor:
     """
 
     def __init__(self, api, portal):
-        from portal.headers import SECURITY_HEADERS
-
         self.api, self.portal = api, portal
-        self.headers = list(SECURITY_HEADERS.items())
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -218,5 +216,5 @@ class FrontDoor:
         body = b'{"status":"ok"}\n' if ok else b'{"status":"unavailable"}\n'
         start_response("200 OK" if ok else "503 SERVICE UNAVAILABLE", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-            (REQUEST_ID_HEADER, new_request_id()), *self.headers])
+            (REQUEST_ID_HEADER, new_request_id())])
         return [body]

@@ -1,4 +1,4 @@
-"""The security headers on every answer, portal page and API response alike."""
+"""The security headers on every answer: portal pages, API responses and /healthz alike."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "object-src 'none'",
 ])
 
-# On every response (a view may set its own).
+# On every response (a view may set its own instead).
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
@@ -24,13 +24,21 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
-_ITEMS = tuple(SECURITY_HEADERS.items())
+_ITEMS = tuple((name.lower(), (name, value)) for name, value in SECURITY_HEADERS.items())
 
 
-def add_security_headers(headers) -> None:
-    """Add each security header the response does not set itself: one pass over what it
-    has, not a scan per header (this runs on every answer)."""
-    present = {name.lower() for name, _ in headers.items()}
-    for name, value in _ITEMS:
-        if name.lower() not in present:
-            headers.add(name, value)
+class SecurityHeaders:
+    """WSGI middleware in front of the portal, the API and /healthz alike: each security
+    header an answer does not set itself is added as it starts (plain tuples, one pass
+    over what the answer has: this runs on every request)."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            present = {name.lower() for name, _ in headers}
+            headers = [*headers, *(item for name, item in _ITEMS if name not in present)]
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)

@@ -117,7 +117,6 @@ from portal.api.idempotency import REPLAYED_HEADER
 from portal.api.openapi import openapi_path
 from portal.api.registry import API_PREFIX, REGISTRY, SCHEMAS, ApiCall, Endpoint, bp, endpoint, schema_ref
 from portal.domain import request_log
-from portal.headers import add_security_headers
 from portal.logs import REQUEST_ID_HEADER, console_handler, get_logger, where_raised
 from portal.models import utcnow
 from portal.signing import NotUtf8, decode_wsgi_path
@@ -189,12 +188,10 @@ _NOT_FOUND = _NotFound()
 
 @bp.after_app_request
 def _finish_request(response: Response) -> Response:
-    """`X-Request-Id` and the security headers on every response; one log line and one
-    request-log record per request, both from the same values."""
+    """`X-Request-Id` on every response; one log line and one request-log record per
+    request, both from the same values."""
     rid = request_id()
-    headers = response.headers
-    headers.setdefault(REQUEST_ID_HEADER, rid)
-    add_security_headers(headers)
+    response.headers.setdefault(REQUEST_ID_HEADER, rid)  # the security headers: portal.headers
     elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
     caller, error = g.get("api_caller"), g.get("api_error")
     # The key the request is filed under: the caller's, or (a refusal after it resolved) the error's.

@@ -169,7 +169,8 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
             pairs = query_pairs(request.query_string)
         except NotUtf8 as exc:
             raise invalid_request(str(exc), exc.param) from None
-        raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH, however it is framed
+        # 413 past MAX_CONTENT_LENGTH, however it is framed.
+        raw = request.get_data(cache=True) if _framed_body(request.environ) else b""
         caller = None
         if ep.authenticated:
             caller = verify_request(request.method, request.path, pairs, raw, request.headers, request.remote_addr,
@@ -209,6 +210,15 @@ def _dispatch(ep: Endpoint, path_params: dict) -> Response:
     except Exception as exc:  # the partner gets nothing but the request id
         _log_unhandled(exc)
         return internal_error().response()
+
+
+def _framed_body(environ) -> bool:
+    """Whether to read a body: always for a POST (a server may hand over a de-chunked
+    stream without its Transfer-Encoding), and for a GET or DELETE only when one is framed
+    (RFC 9112 §6.3: a Content-Length above 0, or a Transfer-Encoding). Reading none costs
+    a stream and a read all the same, on every signed read."""
+    return environ.get("REQUEST_METHOD") not in ("GET", "HEAD", "DELETE") \
+        or environ.get("CONTENT_LENGTH", "") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 def _run_view(ep: Endpoint, call: ApiCall, path_params: dict) -> Response:

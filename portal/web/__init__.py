@@ -45,7 +45,6 @@ from portal.config import current_settings
 from portal.db import UNAVAILABLE_ERRORS, database, release_connection
 from portal.domain import DomainError, audit
 from portal.domain.applications import owned_application
-from portal.headers import add_security_headers
 from portal.inputs import unstorable
 from portal.logs import REQUEST_ID_HEADER, escape_for_log, first_line, get_logger, request_id, where_raised
 
@@ -422,9 +421,8 @@ def init_app(app) -> None:
         return response
 
     @app.after_request
-    def _security_headers(response: Response) -> Response:
-        headers = response.headers
-        add_security_headers(headers)
+    def _page_headers(response: Response) -> Response:
+        headers = response.headers  # (the security headers: portal.headers.SecurityHeaders)
         headers.setdefault(REQUEST_ID_HEADER, request_id())
         if response.mimetype == "text/html":
             headers.add("Vary", "HX-Request")

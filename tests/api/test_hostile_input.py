@@ -17,6 +17,7 @@ import json
 import logging
 import time
 
+import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from portal.models import IdempotencyRecord, LedgerEntry, Member
@@ -234,6 +235,34 @@ def test_a_body_without_content_length_past_64_kib_is_413_and_never_cut(app, cre
 
 FORGED = "2026-01-01 00:00:00,000 INFO portal.api: api req_forged POST /v1/members/mem_1/cashback/redeem 201 1.0ms"
 LINE_BREAKERS = "\n\r\x0b\x0c\x1b\x85\u2028\u2029"
+
+
+@pytest.mark.sqlite_only  # how a body is read, not the database
+def test_a_get_with_a_body_is_refused_however_the_body_is_framed(app, creds, member):
+    """A GET has no body to read unless one is framed; one that is (Content-Length, or
+    chunked without it) is read and refused, never ignored."""
+    path = f"/v1/members/{member}"
+    body = json.dumps({"email": "sneaky@example.com"}).encode()
+
+    def get(framing: str) -> tuple[int, dict]:
+        sent = b"" if framing == "none" else body
+        headers = {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json",
+                   **sign("GET", path, sent, app_id=creds.app_id, app_secret=creds.app_secret)}
+        if framing == "chunked":
+            headers["Transfer-Encoding"] = "chunked"
+        environ = EnvironBuilder(path=path, method="GET", headers=headers).get_environ()
+        environ.update({"wsgi.input": io.BytesIO(sent), "wsgi.input_terminated": True})
+        if framing == "length":
+            environ["CONTENT_LENGTH"] = str(len(sent))
+        else:
+            environ.pop("CONTENT_LENGTH", None)
+        app_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
+        return int(status.split()[0]), json.loads(b"".join(app_iter))
+
+    assert get("none")[0] == 200
+    for framing in ("length", "chunked"):
+        status, answer = get(framing)
+        assert (status, answer["error"]["code"], answer["error"]["param"]) == (400, "invalid_request", "email"), framing
 
 
 def test_a_path_or_a_presented_key_cannot_write_a_second_log_line(api, caplog):

@@ -94,6 +94,17 @@ def test_pages_carry_security_headers(client):
     assert response.headers["Referrer-Policy"] == "same-origin"
 
 
+def test_every_kind_of_answer_carries_each_security_header_once(client):
+    """Portal pages, API answers (a refusal included) and /healthz: each header once."""
+    from portal.headers import SECURITY_HEADERS
+
+    for response in (client.get("/login"), client.get("/v1/members"), client.get("/v1/openapi.json"),
+                     client.get("/healthz"), client.head("/healthz"), client.get("/no-such-page")):
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers.getlist(name) == [value], (response.request.path, name)
+        assert response.headers["X-Request-Id"].startswith("req_")
+
+
 def test_pages_load_no_third_party_resources(client):
     page = text(client.get("/signup"))
     assert "http://" not in page and "https://" not in page
