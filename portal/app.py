@@ -164,8 +164,24 @@ def api_app_of(app: Flask) -> Flask:
     return app.extensions["loyalty_api_app"]
 
 
+class _Flask(Flask):
+    """Flask, deciding once per hook or view (not on every request) whether it needs an
+    event loop: the check inspects the function's code flags, five times per API call."""
+
+    MAX_REMEMBERED = 4096  # a function made per request (after_this_request) is not kept forever
+
+    def ensure_sync(self, func):
+        cache = self.__dict__.setdefault("_sync_functions", {})
+        wrapped = cache.get(func)
+        if wrapped is None:
+            wrapped = super().ensure_sync(func)
+            if len(cache) < self.MAX_REMEMBERED:
+                cache[func] = wrapped
+        return wrapped
+
+
 def _flask_app(settings, **folders) -> Flask:
-    app = Flask("portal", **folders)
+    app = _Flask("portal", **folders)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
     return app
 

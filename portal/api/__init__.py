@@ -143,25 +143,26 @@ def _start_request():
     Flask's HTML error pages out of /v1 without touching the app's error handlers.
     """
     g.api_started = time.perf_counter()
-    refusal = _undecodable_path()
+    req = request._get_current_object()  # one proxy lookup, not one per attribute
+    refusal = _undecodable_path(req.environ)
     if refusal is not None:
         return refusal.response()
-    if request.routing_exception is not None:
-        exc = request.routing_exception
+    exc = req.routing_exception
+    if exc is not None:
         if isinstance(exc, HTTPException) and exc.code in (404, 405):
             return from_http_exception(exc).response()
         return None
-    if request.endpoint not in REGISTRY:
+    if req.endpoint not in REGISTRY:
         # Fail closed: a /v1 route that did not come through @endpoint is never served.
         return from_http_exception(_NOT_FOUND).response()
     return None
 
 
-def _undecodable_path() -> ApiError | None:
+def _undecodable_path(environ) -> ApiError | None:
     """A path whose escapes are not UTF-8 has no canonical form (two such paths would share
     one signature), and a NUL in it cannot reach a database: 400 before anything else."""
     try:
-        path = decode_wsgi_path(request.environ.get("PATH_INFO", ""))
+        path = decode_wsgi_path(environ.get("PATH_INFO", ""))
     except NotUtf8 as exc:
         return invalid_request(str(exc), "path")
     if "\x00" in path:
@@ -191,22 +192,24 @@ def _finish_request(response: Response) -> Response:
     """`X-Request-Id` on every response; one log line and one request-log record per
     request, both from the same values."""
     rid = request_id()
-    response.headers.setdefault(REQUEST_ID_HEADER, rid)  # the security headers: portal.headers
-    elapsed_ms = (time.perf_counter() - g.get("api_started", time.perf_counter())) * 1000
-    caller, error = g.get("api_caller"), g.get("api_error")
+    headers = response.headers
+    headers.setdefault(REQUEST_ID_HEADER, rid)  # (the security headers: portal.headers)
+    req, state = request._get_current_object(), g._get_current_object()  # one proxy lookup each
+    elapsed_ms = (time.perf_counter() - state.get("api_started", time.perf_counter())) * 1000
+    caller, error = state.get("api_caller"), state.get("api_error")
     # The key the request is filed under: the caller's, or (a refusal after it resolved) the error's.
     key = caller.key if caller is not None else getattr(error, "key", None)
-    rule = request.url_rule.rule if request.url_rule is not None else None
+    rule = req.url_rule.rule if req.url_rule is not None else None
     route = _route_pattern(rule)
-    method, path, status = request.method, request.path, response.status_code
-    environ = request.environ
+    method, path, status = req.method, req.path, response.status_code
+    environ = req.environ
     idempotency_key, user_agent = environ.get("HTTP_IDEMPOTENCY_KEY"), environ.get("HTTP_USER_AGENT")
-    replayed = response.headers.get(REPLAYED_HEADER) == "true"
-    masked = key.masked if key is not None else _masked_header_key()
+    replayed = headers.get(REPLAYED_HEADER) == "true"
+    masked = key.masked if key is not None else _masked_header_key(environ)
     # The error's code and message: the refusal's own, or read back from a stored answer (a replay).
     code, message = (error.code, error.message) if error is not None else \
         _stored_error(response) if status >= 400 else (None, None)
-    client = request.remote_addr or "-"
+    client = req.remote_addr or "-"
 
     def fields() -> dict:  # what LOYALTY_LOG_FORMAT=json adds to the line (portal.logs)
         return {"method": method, "path": path, "route": route, "status": status,
@@ -218,20 +221,21 @@ def _finish_request(response: Response) -> Response:
 
     log.info("api %s %s %s %s %.1fms key=%s client=%s", rid, method, path, status, elapsed_ms, masked, client,
              extra={"fields": fields})
-    _record(rid, key, error, code, message, status, elapsed_ms, route, idempotency_key, user_agent, replayed)
+    _record(rid, environ, key, error, code, message, method, path, status, elapsed_ms, route, req.remote_addr,
+            idempotency_key, user_agent, replayed)
     metrics.observe_api_request(rule or "unmatched", method, status, (code or "")[:64], elapsed_ms / 1000)
     return response
 
 
-def _record(rid: str, key, error, code: str | None, message: str | None, status: int, elapsed_ms: float,
-            route: str | None, idempotency_key: str | None, user_agent: str | None, replayed: bool) -> None:
+def _record(rid: str, environ: dict, key, error, code: str | None, message: str | None, method: str, path: str,
+            status: int, elapsed_ms: float, route: str | None, client_ip: str | None, idempotency_key: str | None,
+            user_agent: str | None, replayed: bool) -> None:
     """Hand the request's §11 fields to the request log (buffered; written by its flusher).
 
     Never a body, a key, a secret, a signature or an OTP code: only what is named here.
     The error's own message is kept, without the "see the request log" pointer.
     """
     canonical = error.extra.get("canonical_string") if code == "invalid_signature" and error is not None else None
-    environ = request.environ
     if key is not None:
         application = key.application
         partner_id, application_id, api_key_id, mode = application.partner_id, application.id, key.id, key.mode
@@ -241,9 +245,9 @@ def _record(rid: str, key, error, code: str | None, message: str | None, status:
         mode = _presented_mode(environ.get("HTTP_AUTHORIZATION", ""))
     request_log.record(
         utcnow(), rid, partner_id=partner_id, application_id=application_id, api_key_id=api_key_id,
-        key_masked=key_masked, mode=mode, method=request.method, route=route,
-        path=request.path, status=status, error_code=code, error_message=message,
-        latency_ms=round(elapsed_ms, 2), client_ip=request.remote_addr or "",
+        key_masked=key_masked, mode=mode, method=method, route=route,
+        path=path, status=status, error_code=code, error_message=message,
+        latency_ms=round(elapsed_ms, 2), client_ip=client_ip or "",
         idempotency_key=idempotency_key, replayed=replayed, user_agent=user_agent, canonical_string=canonical,
         app_id=None if key is not None else (environ.get("HTTP_X_LOYALTY_APP_ID") or "").strip()[:40] or None,
     )
@@ -280,9 +284,9 @@ def _stored_error(response: Response) -> tuple[str | None, str | None]:
         return None, None
 
 
-def _masked_header_key() -> str:
+def _masked_header_key(environ) -> str:
     """The presented key, masked like the portal shows it, or `-`; never the key itself."""
-    auth = request.headers.get("Authorization", "")
+    auth = environ.get("HTTP_AUTHORIZATION", "")
     token = auth.partition(" ")[2].strip()
     if token.startswith(("test_sk_", "prod_sk_")) and len(token) >= 20:
         return f"{token[:8]}{token[8:12]}…{token[-4:]}"

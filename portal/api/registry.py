@@ -162,35 +162,35 @@ def _default_tag(view) -> str:
 
 def _dispatch(ep: Endpoint, path_params: dict) -> Response:
     """Gate, parse, run the view (idempotently for POST), shape errors."""
+    req = request._get_current_object()  # one proxy lookup, not one per attribute
     try:
         # One strict decoding of the query serves the signature and the view alike; escapes
         # that are not UTF-8 are refused here, before the signature is checked.
         try:
-            pairs = query_pairs(request.query_string)
+            pairs = query_pairs(req.query_string)
         except NotUtf8 as exc:
             raise invalid_request(str(exc), exc.param) from None
+        method, environ = req.method, req.environ
         # 413 past MAX_CONTENT_LENGTH, however it is framed.
-        raw = request.get_data(cache=True) if _framed_body(request.environ) else b""
+        raw = req.get_data(cache=True) if _framed_body(environ) else b""
         caller = None
         if ep.authenticated:
-            caller = verify_request(request.method, request.path, pairs, raw, request.headers, request.remote_addr,
-                                    ep.scope)
+            caller = verify_request(method, req.path, pairs, raw, req.headers, req.remote_addr, ep.scope)
             g.api_caller = caller
             require_scope(caller, ep.scope)
             check_rate_limit(caller)
         query = parse_query(pairs, ep.query)
         body = {}
-        if request.method not in ("GET", "HEAD", "DELETE") or raw:
-            body = (ep.body or EMPTY_BODY).parse(raw, request.content_type)
+        if method not in ("GET", "HEAD", "DELETE") or raw:
+            body = (ep.body or EMPTY_BODY).parse(raw, req.content_type)
         call = ApiCall(caller=caller, body=body, query=query, endpoint=ep)
 
         def run() -> Response:
             return _run_view(ep, call, path_params)
 
-        key = idempotency_key(request.headers) if request.method == "POST" and caller else None
+        key = idempotency_key(req.headers) if method == "POST" and caller else None
         if key is not None:
-            return run_idempotent(caller, key, request.method, request.path, raw, run,
-                                  transactional=ep.transactional)
+            return run_idempotent(caller, key, method, req.path, raw, run, transactional=ep.transactional)
         return run()
     except ApiError as exc:
         return exc.response()
