@@ -102,7 +102,8 @@ def owned_card(partner, public_id: str, *, rewards: bool = True) -> Card | None:
     if sql is None:
         sql = _OWNED_CARD_SQL[type(database.obj)] = Card.select().where(
             (Card.public_id == "") & (Card.partner == 0)).sql()[0]
-    card = next(iter(Card.raw(sql, str(public_id), getattr(partner, "id", partner))), None)
+    row = database.execute_sql(sql, (str(public_id), getattr(partner, "id", partner))).fetchone()
+    card = Card.from_row(row) if row is not None else None
     if card is not None and rewards:
         card.reward_list = list(card.rewards.order_by(Reward.stamps_cost, Reward.id))
     return card

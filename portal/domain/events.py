@@ -73,7 +73,8 @@ def _emit(application, app_pk: int, mode: str, type: str, data: dict) -> None:
             (WebhookEndpoint.application == 0) & (WebhookEndpoint.mode == "")
             & (WebhookEndpoint.enabled == True)  # noqa: E712 (peewee expression)
         ).sql()[0]
-    endpoints = [endpoint for endpoint in WebhookEndpoint.raw(sql, app_pk, mode, True) if endpoint.wants(type)]
+    rows = database.execute_sql(sql, (app_pk, mode, True)).fetchall()
+    endpoints = [endpoint for endpoint in map(WebhookEndpoint.from_row, rows) if endpoint.wants(type)]
     if not endpoints:
         return
     app = application if isinstance(application, Application) else Application.get_by_id(app_pk)

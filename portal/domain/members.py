@@ -98,9 +98,7 @@ def find_member(partner_id: int, mode: str, public_id: str) -> Member | None:
     row = database.execute_sql(sql, (public_id, partner_id, mode)).fetchone()
     if row is None:
         return None
-    # __no_default__: a row as stored (no fresh defaults such as a new public id, nothing dirty).
-    return Member(__no_default__=True,
-                  **{f.name: f.python_value(value) for f, value in zip(Member._meta.sorted_fields, row)})
+    return Member.from_row(row)
 
 
 def members_of(partner_id: int, mode: str):
