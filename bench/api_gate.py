@@ -6,7 +6,7 @@
    `GET /healthz`, alternating. Prints requests/s of each and the ratio stamps / HEAD
    /healthz (target >= 0.6, aim 0.8). The ratio's baseline is HEAD: it runs the /healthz
    route through the whole Flask app (hooks, one `SELECT 1`), what GET did until GET
-   /healthz came to be answered in front of Flask (portal.app.HealthCheckFirst), which is
+   /healthz came to be answered in front of Flask (portal.app.FrontDoor), which is
    printed too but is no measure of the app's own cost any more.
 2. Gate cost vs key count: the median time of `verify_request` (all eight checks, real
    SQLite file) with 10 keys in the table and again with 100,000 (target ratio <= 1.2).

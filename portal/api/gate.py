@@ -271,8 +271,27 @@ def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
     rows = database.execute_sql(_sql("key"), (AppSecret.expires_at.db_value(now), key_hash)).fetchall()
     if not rows:
         return None, []
+    ciphertexts = [row[-1] for row in rows if row[-1] is not None]
+    known = _known_keys.get(key_hash)
+    if known is not None and known[0] == rows:  # the very rows of last time: the same objects serve
+        return known[1], ciphertexts
+    key = _key_of(rows[0])
+    if len(_known_keys) >= _known_keys_max:
+        _known_keys.clear()
+    _known_keys[key_hash] = (rows, key)
+    return key, ciphertexts
+
+
+# The key objects made from the rows last read for each key hash (read-only to their users,
+# shared by the threads of a process). A changed row (revoked, renamed, rolled, used a
+# minute later) is a different row: a new object is made, the next request sees it.
+_known_keys: dict[str, tuple[list, ApiKey]] = {}
+_known_keys_max = 10_000
+
+
+def _key_of(row) -> ApiKey:
     (key_id, name, mode, stored_hash, first4, last4, scopes, expires_at, last_used_at, revoked_at,
-     allowed_ips, rate_limit, application_id, app_id, app_name, app_status, partner_id, partner_status, _) = rows[0]
+     allowed_ips, rate_limit, application_id, app_id, app_name, app_status, partner_id, partner_status, _) = row
     when = ApiKey.expires_at.python_value  # text on SQLite, datetime on PostgreSQL
     # __no_default__: rows as stored, without evaluating the models' defaults.
     partner = Partner(__no_default__=True, id=partner_id, status=partner_status)
@@ -281,7 +300,7 @@ def find_key(plaintext: str, now=None) -> tuple[ApiKey | None, list[str]]:
     key = ApiKey(__no_default__=True, id=key_id, application=application, name=name, mode=mode, key_hash=stored_hash, first4=first4,
                  last4=last4, scopes=scopes, expires_at=when(expires_at), last_used_at=when(last_used_at),
                  revoked_at=when(revoked_at), allowed_ips=allowed_ips, rate_limit=rate_limit)
-    return key, [row[-1] for row in rows if row[-1] is not None]
+    return key
 
 
 def verify_request(method: str, path: str, query, body: bytes, headers, remote_addr: str | None = None,
