@@ -10,8 +10,10 @@ log-in sessions (flask-login on top of server-side session rows, portal.domain.s
 protection for every state-changing request, one check that every form field and address
 is text a database can store (`unstorable_input_message`), htmx awareness (a partial or a full page
 from the same templates, flash messages out of band), every HTML error page (without
-stack traces), and the security headers every page carries. The /v1 API has its own
-authentication and owns its JSON errors (portal.api); this module stays out of its way.
+stack traces), and the headers of pages (the security headers every answer carries are
+added in front of the app, portal.headers). The /v1 API is a Flask app of its own, with
+its own authentication and JSON errors (portal.api, portal.app.create_api_app): no /v1
+request reaches this module's hooks.
 
 `admin` is the operator console (DESIGN.md §14): the platform's operators, not partners.
 """
@@ -56,7 +58,6 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
-# Only these prefixes are the portal; the API (/v1) authenticates with keys, not cookies.
 # htmx settings: never keep page snapshots (they could hold a show-once secret) in
 # localStorage, no eval, and swap 4xx/5xx bodies too (ours carry HX-Reswap: none and an
 # out-of-band message, so an error is shown instead of silently ignored).
