@@ -13,7 +13,7 @@ from werkzeug.wsgi import LimitedStream, get_input_stream
 
 from portal import db
 from portal.config import load_settings, use_settings
-from portal.headers import SecurityHeaders
+from portal.headers import SECURITY_HEADERS, SecurityHeaders
 from portal.logs import REQUEST_ID_HEADER, new_request_id
 
 _HERE = Path(__file__).parent
@@ -127,8 +127,8 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
 
     api_app = create_api_app(settings)
     app.extensions["loyalty_api_app"] = api_app
-    app.wsgi_app = SecurityHeaders(FrontDoor(_behind_proxies(api_app.wsgi_app, settings),
-                                             _behind_proxies(app.wsgi_app, settings)))
+    app.wsgi_app = FrontDoor(SecurityHeaders(_behind_proxies(api_app.wsgi_app, settings)),
+                             SecurityHeaders(_behind_proxies(app.wsgi_app, settings)))
     return app
 
 
@@ -208,13 +208,15 @@ def database_answers() -> bool:
 
 
 class FrontDoor:
-    """Where a request goes: `GET /healthz` is answered here, with the route's answer and
-    an X-Request-Id; /v1 goes to the API app; the rest to the portal.
+    """Where a request goes: `GET /healthz` is answered here, with the route's answer, the
+    security headers and an X-Request-Id; /v1 goes to the API app; the rest to the portal.
 
     Probes call /healthz many times a second, and the per-request work of the portal and
     the API (sessions, CSRF, roles, the request log) has nothing to do for it: answered
     here it costs about what a bare Flask app's answer costs.
     """
+
+    HEALTHZ_HEADERS = [("Content-Type", "application/json"), *SECURITY_HEADERS.items()]
 
     def __init__(self, api, portal):
         self.api, self.portal = api, portal
@@ -231,6 +233,5 @@ class FrontDoor:
             db.end_request()
         body = b'{"status":"ok"}\n' if ok else b'{"status":"unavailable"}\n'
         start_response("200 OK" if ok else "503 SERVICE UNAVAILABLE", [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-            (REQUEST_ID_HEADER, new_request_id())])
+            *self.HEALTHZ_HEADERS, ("Content-Length", str(len(body))), (REQUEST_ID_HEADER, new_request_id())])
         return [body]

@@ -28,9 +28,10 @@ _ITEMS = tuple((name.lower(), (name, value)) for name, value in SECURITY_HEADERS
 
 
 class SecurityHeaders:
-    """WSGI middleware in front of the portal, the API and /healthz alike: each security
-    header an answer does not set itself is added as it starts (plain tuples, one pass
-    over what the answer has: this runs on every request)."""
+    """WSGI middleware in front of the portal's app and the API's (portal.app.FrontDoor
+    answers GET /healthz with them itself): each security header an answer does not set
+    itself is added as it starts (plain tuples, one pass over what the answer has: this
+    runs on every request)."""
 
     def __init__(self, wsgi_app):
         self.wsgi_app = wsgi_app
