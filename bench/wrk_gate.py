@@ -93,19 +93,20 @@ class Target:
         self.member_path = ""
         self.card_id = ""
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, seconds: float = 60) -> None:
         import requests
 
-        for _ in range(600):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SystemExit(f"{self.name} exited; see {self.workdir / 'server.log'}")
             try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
+                if requests.get(self.base + "/healthz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.1)
-        raise SystemExit(f"{self.name} did not answer /healthz; see {self.workdir / 'server.log'}")
+        raise SystemExit(f"{self.name} did not answer /healthz within {seconds:g} s; see {self.workdir / 'server.log'}")
 
     def stop(self) -> None:
         self.process.terminate()
