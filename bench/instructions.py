@@ -13,8 +13,9 @@ requests (one keep-alive connection, one request at a time) and prints them per 
   (`GET /v1/members/{id}/stamps`) and a signed write (`POST /v1/members/{id}/stamps`).
 
 Everything the worker does counts: gunicorn's parsing and threads, the app, SQLite, the
-request log's writer thread. Not what the kernel does for it, nor the CPU's caches: a
-request with more instructions also misses the caches more, so wrk's shares are lower
+request log's writer thread (whose fixed cost per write, every 0.5 s, is shared here by
+fewer requests than at full load). Not what the kernel does for it, nor the CPU's caches:
+a request with more instructions also misses the caches more, so wrk's shares are lower
 than the ratios printed here.
 
     apt-get install valgrind

@@ -52,6 +52,22 @@ def _escape_arg(value):
     return escape_for_log(value)
 
 
+_PLAIN = (type(None), bool, int, float)
+
+
+def _nothing_to_escape(args: tuple) -> bool:
+    """Every argument a number, None or text with no character to escape: the usual case,
+    told by one scan of the texts together (each unsafe character is unsafe on its own)."""
+    texts = []
+    for value in args:
+        kind = type(value)
+        if kind is str:
+            texts.append(value)
+        elif kind not in _PLAIN:
+            return False  # an object: escaped as its text, below
+    return _UNSAFE.search("".join(texts)) is None
+
+
 class EscapeRequestValues(logging.Filter):
     """Escapes a record's message and arguments in place (see the module docstring)."""
 
@@ -61,7 +77,7 @@ class EscapeRequestValues(logging.Filter):
             record.msg = escape_for_log(record.msg)
         if isinstance(record.args, dict):
             record.args = {key: _escape_arg(value) for key, value in record.args.items()}
-        elif record.args:
+        elif record.args and not _nothing_to_escape(record.args):
             record.args = tuple(_escape_arg(value) for value in record.args)
         return True
 
@@ -103,9 +119,17 @@ def where_raised(exc: BaseException) -> str:
 LOG_FORMATS = ("text", "json")
 
 
+_second = (None, "")  # (a unix second, its text): one line after another mostly share it
+
+
 def _utc_time(record: logging.LogRecord) -> str:
     """ISO 8601 UTC with milliseconds: 2026-12-03T11:04:05.123Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+    global _second
+    whole = int(record.created)
+    second = _second  # one read: another thread may replace it meanwhile, never half of it
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int(record.msecs):03d}Z"
 
 
 REQUEST_ID_HEADER = "X-Request-Id"  # on every answer: the portal's, the API's, /healthz's

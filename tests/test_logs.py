@@ -38,6 +38,39 @@ def test_a_logged_request_value_stays_on_one_line(caplog):
     assert all("\n" not in line and "\r" not in line for line in caplog.text.splitlines(keepends=False))
 
 
+def test_each_argument_is_escaped_wherever_it_stands_among_clean_ones(caplog):
+    """Clean arguments pass as they are (numbers stay numbers); one unsafe character in any
+    argument, or an object whose text holds one, gets that argument escaped."""
+    log = get_logger("portal.test_logs")
+
+    class Shown:
+        def __str__(self):
+            return "obj\nline"
+
+    cases = [(("a", "b", 3, 1.5, None, True), "a b 3 1.5 None True"),
+             (("clean", "x\u2028y", 7, 0.25, None, False), "clean x\\u2028y 7 0.25 None False"),
+             (("\ud800", "ok", 0, 2.0, None, True), "\\ud800 ok 0 2.0 None True"),
+             (("ok", "back\\slash", 1, 1.0, None, True), "ok back\\\\slash 1 1.0 None True"),
+             ((Shown(), "ok", 2, 3.5, None, True), "obj\\nline ok 2 3.5 None True")]
+    with caplog.at_level(logging.INFO, logger="portal.test_logs"):
+        for args, _ in cases:
+            log.info("%s %s %d %s %s %s", *args)
+    assert [record.getMessage() for record in caplog.records] == [written for _, written in cases]
+
+
+def test_line_times_are_utc_to_the_millisecond_across_seconds():
+    from portal.logs import LineFormatter
+
+    formatter = LineFormatter()
+    times = []
+    for second, msecs in ((1_796_299_445, 1), (1_796_299_445, 999), (1_796_299_446, 500), (1_796_299_445, 250)):
+        record = logging.LogRecord("portal.test_logs", logging.INFO, __file__, 1, "m", None, None)
+        record.created, record.msecs = second + msecs / 1000, msecs
+        times.append(formatter.format(record).split(" ", 1)[0])
+    assert times == ["2026-12-03T12:04:05.001Z", "2026-12-03T12:04:05.999Z", "2026-12-03T12:04:06.500Z",
+                     "2026-12-03T12:04:05.250Z"]
+
+
 def test_every_platform_logger_comes_from_get_logger():
     """A logger's filters apply only to its own records, so one made with logging.getLogger
     would log request values unescaped. (Setting another library's level is fine.)"""
