@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_gate import REPO, free_port, signed_headers  # noqa: E402
-from wrk_gate import BARE_APP, BARE_SERVER, Target, portal_env, prepare_portal  # noqa: E402
+from wrk_gate import BARE_APP, BARE_SERVER, THREADS, Target, portal_env, prepare_portal  # noqa: E402
 
 KINDS = ("healthz", "read", "write")
 
@@ -46,12 +46,12 @@ def under_callgrind(command: list[str], out_dir: Path) -> list[str]:
             f"--callgrind-out-file={out_dir}/callgrind.%p", *command]
 
 
-def start(name: str, command: list[str], cwd: Path, env: dict | None, folder: Path) -> Target:
+def start(name: str, command, cwd: Path, env: dict | None, folder: Path) -> Target:
+    """`command(port)`: the server's command line, listening on `port`."""
     port = free_port()
     log = open(folder / "server.log", "wb")
-    process = subprocess.Popen(under_callgrind([*command, *(["--port", str(port)] if name == "portal" else
-                                                             [f"127.0.0.1:{port}"])], folder),
-                               cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(under_callgrind(command(port), folder), cwd=cwd, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
     target = Target(name, process, port, folder)
     target.database_url = None
     target.wait_ready(seconds=600)  # valgrind starts Python slowly
@@ -136,16 +136,17 @@ def main() -> None:
         bare_dir = tmp / "bare"
         bare_dir.mkdir()
         (bare_dir / "bare.py").write_text(BARE_APP)
-        (bare_dir / "server.py").write_text(BARE_SERVER.replace('"workers", 2', '"workers", 1'))
-        bare = start("bare", [python, "server.py"], bare_dir, None, bare_dir)
+        (bare_dir / "server.py").write_text(BARE_SERVER)
+        bare = start("bare", lambda port: [python, "server.py", f"127.0.0.1:{port}", "1"], bare_dir, None, bare_dir)
         started.append(bare)
         data_dir = tmp / "portal"
         data_dir.mkdir()
         env = portal_env(data_dir, None)
         subprocess.run([python, "-m", "portal.cli", "migrate", "--init"], env=env, cwd=REPO, check=True,
                        capture_output=True)
-        portal = start("portal", [python, "-m", "portal.cli", "serve", "--workers", "1", "--threads", "4",
-                                  "--no-worker"], REPO, env, data_dir)
+        portal = start("portal", lambda port: [python, "-m", "portal.cli", "serve", "--port", str(port),
+                                               "--workers", "1", "--threads", str(THREADS), "--no-worker"],
+                       REPO, env, data_dir)
         started.append(portal)
         prepare_portal(portal)
 
@@ -153,7 +154,7 @@ def main() -> None:
         for kind in KINDS:
             figures[("portal", kind)] = count(portal, kind, args.requests)
         base = figures[("bare", "healthz")]
-        print(f"instructions per request in one gunicorn worker (gthread, 4 threads), {args.requests} requests each, "
+        print(f"instructions per request in one gunicorn worker (gthread, {THREADS} threads), {args.requests} requests each, "
               "one at a time on one keep-alive connection; SQLite")
         print(f"  {'request':<44}{'instructions':>14}{'x bare':>8}")
         labels = {("bare", "healthz"): "bare Flask /healthz", ("portal", "healthz"): "portal /healthz",

@@ -67,7 +67,7 @@ from bare import app
 class Server(BaseApplication):
     def load_config(self):
         self.cfg.set("bind", sys.argv[1])
-        self.cfg.set("workers", {WORKERS})
+        self.cfg.set("workers", int(sys.argv[2]) if len(sys.argv) > 2 else {WORKERS})
         self.cfg.set("threads", {THREADS})
         self.cfg.set("worker_class", "gthread")
         self.cfg.set("accesslog", None)

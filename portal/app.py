@@ -125,10 +125,12 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
             return jsonify(status="not ready", reasons=reasons), 503, {"Cache-Control": "no-store"}
         return jsonify(status="ready"), 200, {"Cache-Control": "no-store"}
 
+    from portal.api import API_PREFIX
+
     api_app = create_api_app(settings)
     app.extensions["loyalty_api_app"] = api_app
     app.wsgi_app = FrontDoor(SecurityHeaders(_behind_proxies(api_app.wsgi_app, settings)),
-                             SecurityHeaders(_behind_proxies(app.wsgi_app, settings)))
+                             SecurityHeaders(_behind_proxies(app.wsgi_app, settings)), api_prefix=API_PREFIX)
     return app
 
 
@@ -170,13 +172,16 @@ class _Flask(Flask):
 
     MAX_REMEMBERED = 4096  # a function made per request (after_this_request) is not kept forever
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict = {}
+
     def ensure_sync(self, func):
-        cache = self.__dict__.setdefault("_sync_functions", {})
-        wrapped = cache.get(func)
+        wrapped = self._sync_functions.get(func)
         if wrapped is None:
             wrapped = super().ensure_sync(func)
-            if len(cache) < self.MAX_REMEMBERED:
-                cache[func] = wrapped
+            if len(self._sync_functions) < self.MAX_REMEMBERED:
+                self._sync_functions[func] = wrapped
         return wrapped
 
 
@@ -218,12 +223,13 @@ class FrontDoor:
 
     HEALTHZ_HEADERS = [("Content-Type", "application/json"), *SECURITY_HEADERS.items()]
 
-    def __init__(self, api, portal):
+    def __init__(self, api, portal, *, api_prefix: str):
         self.api, self.portal = api, portal
+        self.prefix, self.prefix_dir = api_prefix, api_prefix + "/"
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path.startswith("/v1") and (len(path) == 3 or path[3] == "/"):
+        if path == self.prefix or path.startswith(self.prefix_dir):
             return self.api(environ, start_response)
         if path != "/healthz" or environ.get("REQUEST_METHOD") != "GET":
             return self.portal(environ, start_response)

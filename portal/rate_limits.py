@@ -96,8 +96,8 @@ def _database_hit(subject: str, start: int, connection=None) -> int:
     if connection is not None:  # the gate's: inside its nonce transaction, holding the writer lock
         row = connection.execute(_sql("hit"), (subject, start, 1, 1)).fetchone()
     elif isinstance(database.obj, peewee.SqliteDatabase):
-        # The one writer lock (held already inside the gate's nonce transaction); a count
-        # is ephemeral like the nonce (docs/production.md, "Durability").
+        # The one writer lock (the gate's own count passes its transaction's connection
+        # instead, above); a count is ephemeral like the nonce (docs/production.md, "Durability").
         with SQLITE_WRITE_LOCK, ephemeral_write():
             row = database.execute_sql(_sql("hit"), (subject, start, 1, 1)).fetchone()
     else:

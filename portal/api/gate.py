@@ -197,6 +197,10 @@ def _touch_last_used(key: ApiKey, now) -> None:
 # -- nonces -------------------------------------------------------------------------------
 
 _next_cleanup = 0.0
+_nonce_lock = SQLITE_WRITE_LOCK  # shared with write transactions and the request log's flusher
+# The driver's errors as peewee's (so a locked or vanished database is one of
+# portal.db.UNAVAILABLE_ERRORS, answered 503), for statements run on the raw connection.
+_DRIVER_ERRORS = getattr(peewee, "__exception_wrapper__")
 
 
 def _remember_nonce(application_id: int, nonce: str, now, key: ApiKey | None = None) -> bool:
@@ -235,14 +239,6 @@ def _remember_nonce(application_id: int, nonce: str, now, key: ApiKey | None = N
                 conn.rollback()
             raise
     return stored
-
-
-# The driver's errors as peewee's (so a locked or vanished database is one of
-# portal.db.UNAVAILABLE_ERRORS, answered 503), for statements run on the raw connection.
-_DRIVER_ERRORS = getattr(peewee, "__exception_wrapper__")
-
-
-_nonce_lock = SQLITE_WRITE_LOCK  # shared with write transactions and the request log's flusher
 
 
 def _serialise_writes() -> bool:
