@@ -10,7 +10,11 @@ requests (one keep-alive connection, one request at a time) and prints them per 
   (gthread, 4 threads; one worker, so one process is counted): the stack's own cost;
 - `loyalty-portal serve` on SQLite (a fresh data dir, the demo's keys with an allowed-IP
   list and a raised rate limit, as in wrk_gate): `/healthz`, a signed read
-  (`GET /v1/members/{id}/stamps`) and a signed write (`POST /v1/members/{id}/stamps`).
+  (`GET /v1/members/{id}/stamps`) and a signed write (`POST /v1/members/{id}/stamps`);
+- bench/floor_app.py on that portal's database, under the bare app's settings: its
+  `/healthz` (a WSGI function and nothing else: gunicorn's own cost per request) and the
+  floor under the signed read (the read's statements, hashes and JSON without Flask, the
+  log line, the request log or the metrics).
 
 Everything the worker does counts: gunicorn's parsing and threads, the app, SQLite, the
 request log's writer thread (whose fixed cost per write, every 0.5 s, is shared here by
@@ -36,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_gate import REPO, free_port, signed_headers  # noqa: E402
-from wrk_gate import BARE_APP, BARE_SERVER, THREADS, Target, portal_env, prepare_portal  # noqa: E402
+from wrk_gate import BARE_APP, BARE_SERVER, THREADS, Target, floor_env, portal_env, prepare_portal  # noqa: E402
 
 KINDS = ("healthz", "read", "write")
 
@@ -149,17 +153,28 @@ def main() -> None:
                        REPO, env, data_dir)
         started.append(portal)
         prepare_portal(portal)
+        floor_dir = tmp / "floor"
+        floor_dir.mkdir()
+        (floor_dir / "server.py").write_text(BARE_SERVER)
+        floor = start("floor", lambda port: [python, "server.py", f"127.0.0.1:{port}", "1", "floor_app"],
+                      floor_dir, floor_env(data_dir), floor_dir)
+        started.append(floor)
+        floor.creds, floor.member_path = portal.creds, portal.member_path
 
         figures = {("bare", "healthz"): count(bare, "healthz", args.requests)}
         for kind in KINDS:
             figures[("portal", kind)] = count(portal, kind, args.requests)
+        for kind in ("healthz", "read"):
+            figures[("floor", kind)] = count(floor, kind, args.requests)
         base = figures[("bare", "healthz")]
         print(f"instructions per request in one gunicorn worker (gthread, {THREADS} threads), {args.requests} requests each, "
               "one at a time on one keep-alive connection; SQLite")
         print(f"  {'request':<44}{'instructions':>14}{'x bare':>8}")
         labels = {("bare", "healthz"): "bare Flask /healthz", ("portal", "healthz"): "portal /healthz",
                   ("portal", "read"): "signed read  GET /v1/members/{id}/stamps",
-                  ("portal", "write"): "signed write POST /v1/members/{id}/stamps"}
+                  ("portal", "write"): "signed write POST /v1/members/{id}/stamps",
+                  ("floor", "healthz"): "bare WSGI /healthz (gunicorn's own cost)",
+                  ("floor", "read"): "floor: that read's SQL, bare WSGI"}
         for key, label in labels.items():
             print(f"  {label:<44}{figures[key]:>14,}{figures[key] / base:8.2f}")
     finally:

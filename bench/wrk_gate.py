@@ -13,7 +13,10 @@ list (loopback inside it) and raises the keys' rate limit so that every call is 
 but none refused (the guardrails and the request log are on, as in production), then measures in alternating rounds
 (bare Flask first in every engine's turn, so drift in the machine's load hits all alike):
 bare Flask /healthz, portal /healthz, a signed read (GET /v1/members/{id}/stamps) and a
-signed write (POST /v1/members/{id}/stamps, 1 stamp on the demo's coffee card).
+signed write (POST /v1/members/{id}/stamps, 1 stamp on the demo's coffee card). On SQLite
+also the floor under the signed read (bench/floor_app.py: the same statements, hashes and
+JSON in a bare WSGI app, under the bare app's settings, without Flask, the log line, the
+request log or the metrics): no implementation of that read on this stack costs less.
 
 wrk (`apt-get install wrk`) replays a file of requests signed just before each round, each
 request once (bench/wrk_gate.lua splits the file between wrk's threads, so no nonce is sent
@@ -58,10 +61,13 @@ def healthz():
     return jsonify(status="ok")
 '''
 
+# server.py BIND [WORKERS [MODULE]]: MODULE's `app` (bare.py's, or bench/floor_app.py's).
 BARE_SERVER = f'''
+import importlib
 import sys
 from gunicorn.app.base import BaseApplication
-from bare import app
+
+app = importlib.import_module(sys.argv[3] if len(sys.argv) > 3 else "bare").app
 
 
 class Server(BaseApplication):
@@ -126,6 +132,27 @@ def start_bare(tmp: Path) -> Target:
     process = subprocess.Popen([sys.executable, "server.py", f"127.0.0.1:{port}"], cwd=folder,
                                stdout=log, stderr=subprocess.STDOUT)
     return Target("bare Flask", process, port, folder)
+
+
+def start_floor(tmp: Path, portal: Target) -> Target:
+    """bench/floor_app.py on the SQLite portal's database, under the bare app's settings."""
+    folder = tmp / "floor"
+    folder.mkdir()
+    (folder / "server.py").write_text(BARE_SERVER)
+    port = free_port()
+    log = open(folder / "server.log", "wb")
+    process = subprocess.Popen([sys.executable, "server.py", f"127.0.0.1:{port}", str(WORKERS), "floor_app"],
+                               cwd=folder, env=floor_env(portal.workdir), stdout=log, stderr=subprocess.STDOUT)
+    target = Target("floor", process, port, folder)
+    target.creds, target.member_path = portal.creds, portal.member_path
+    return target
+
+
+def floor_env(data_dir: Path) -> dict:
+    """bench/floor_app.py's environment: the SQLite portal's, with bench/ importable."""
+    env = portal_env(data_dir, None)
+    env["PYTHONPATH"] += f":{Path(__file__).resolve().parent}"
+    return env
 
 
 def portal_env(data_dir: Path, database_url: str | None) -> dict:
@@ -268,6 +295,13 @@ KINDS = (("bare", "healthz", "bare Flask /healthz"),
          ("portal", "healthz", "portal /healthz"),
          ("portal", "read", "signed read  GET /v1/members/{id}/stamps"),
          ("portal", "write", "signed write POST /v1/members/{id}/stamps"))
+FLOOR = ("floor", "read", "floor: that read's SQL, bare WSGI")  # SQLite's rounds only
+
+
+def kinds_of(engine: str) -> tuple:
+    return KINDS + (FLOOR,) if engine == "sqlite" else KINDS
+
+
 TARGETS = {"portal /healthz": 0.8, "signed read  GET /v1/members/{id}/stamps": 0.5,
            "signed write POST /v1/members/{id}/stamps": 0.2}
 
@@ -305,6 +339,11 @@ def main() -> None:
             target.wait_ready()
         for target in portals.values():
             prepare_portal(target)
+        floors = {}
+        if "sqlite" in portals:
+            floors["sqlite"] = start_floor(tmp, portals["sqlite"])
+            started.append(floors["sqlite"])
+            floors["sqlite"].wait_ready()
         balances_before = {engine: coffee_balance(t) for engine, t in portals.items()}
 
         # Enough requests that no wrk thread runs out: 2.5 times the best rate seen so far
@@ -319,7 +358,7 @@ def main() -> None:
         write_runs = {engine: 0 for engine in portals}
 
         def measure(engine: str, server: str, kind: str, label: str, *, record: bool, seconds: float) -> None:
-            target = bare if server == "bare" else portals[engine]
+            target = bare if server == "bare" else floors[engine] if server == "floor" else portals[engine]
             key = (engine, label)
             figures = run_wrk(target, kind, seconds=seconds, connections=args.connections, threads=args.threads,
                               budget=budget(key), tmp=tmp)
@@ -331,11 +370,11 @@ def main() -> None:
                 results.setdefault(key, []).append(figures)
 
         for engine in portals:  # warm-up: imports, connections, caches
-            for server, kind, label in KINDS:
+            for server, kind, label in kinds_of(engine):
                 measure(engine, server, kind, label, record=False, seconds=1)
         for _ in range(args.rounds):
             for engine in portals:
-                for server, kind, label in KINDS:
+                for server, kind, label in kinds_of(engine):
                     measure(engine, server, kind, label, record=True, seconds=args.seconds)
 
         load = os.getloadavg()
@@ -347,7 +386,7 @@ def main() -> None:
             print(f"\n{engine}:")
             print(f"  {'request':<44}{'req/s':>8}{'share':>7}{'target':>8}{'p50 ms':>8}{'p99 ms':>8}"
                   f"{'max p99':>8}{'CPU ms':>8}{'non-2xx':>9}")
-            for _, _, label in KINDS:
+            for _, _, label in kinds_of(engine):
                 runs = results[(engine, label)]
                 rate = statistics.mean(f["rate"] for f in runs)
                 p50 = statistics.median(f["p50_us"] for f in runs) / 1000

@@ -66,11 +66,10 @@ def redeem_reward(member: Member, reward: Reward, *, reference: str | None = Non
 _BALANCES_SQL: dict[type, str] = {}
 
 
-def stamp_balances(member: Member) -> list[dict]:
-    """The member's balance on every card of the program (0 where they never had a stamp),
-    oldest card first, in one query."""
-    # Rendered to SQL once per engine: on this hot read, building the peewee query cost
-    # ~8x running it (parameters: the COALESCE default 0, member id, partner id).
+def stamp_balances_sql() -> str:
+    """`stamp_balances`' statement (parameters: the COALESCE default 0, member id, partner
+    id), rendered to SQL once per engine: on this hot read, building the peewee query cost
+    ~8x running it."""
     sql = _BALANCES_SQL.get(type(database.obj))
     if sql is None:
         sql = _BALANCES_SQL[type(database.obj)] = (
@@ -80,7 +79,13 @@ def stamp_balances(member: Member) -> list[dict]:
             .where(Card.partner == 0)
             .order_by(Card.id)
         ).sql()[0]
-    rows = database.execute_sql(sql, (0, member.id, member.partner_id)).fetchall()
+    return sql
+
+
+def stamp_balances(member: Member) -> list[dict]:
+    """The member's balance on every card of the program (0 where they never had a stamp),
+    oldest card first, in one query."""
+    rows = database.execute_sql(stamp_balances_sql(), (0, member.id, member.partner_id)).fetchall()
     return [{"card_id": card_id, "card_name": name, "balance": balance} for card_id, name, balance in rows]
 
 

@@ -84,18 +84,21 @@ def new_referral_code() -> str:
 _FIND_SQL: dict[type, str] = {}
 
 
-def find_member(partner_id: int, mode: str, public_id: str) -> Member | None:
-    """The partner's member of this mode with this id, or None (the API answers 404).
-
-    Nearly every API call starts here, so the statement is rendered to SQL once per
-    database engine (building a peewee query costs more than running it on SQLite).
-    """
+def find_member_sql() -> str:
+    """`find_member`'s statement (parameters: public id, partner id, mode). Nearly every API
+    call starts there, so it is rendered to SQL once per database engine (building a peewee
+    query costs more than running it on SQLite)."""
     sql = _FIND_SQL.get(type(database.obj))
     if sql is None:
         sql = _FIND_SQL[type(database.obj)] = Member.select().where(
             (Member.public_id == "") & (Member.partner == 0) & (Member.mode == "")
         ).sql()[0]
-    row = database.execute_sql(sql, (public_id, partner_id, mode)).fetchone()
+    return sql
+
+
+def find_member(partner_id: int, mode: str, public_id: str) -> Member | None:
+    """The partner's member of this mode with this id, or None (the API answers 404)."""
+    row = database.execute_sql(find_member_sql(), (public_id, partner_id, mode)).fetchone()
     if row is None:
         return None
     return Member.from_row(row)
