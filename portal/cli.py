@@ -522,9 +522,8 @@ def create_app_command(owner, name, as_json, init):
 @_init_option
 def create_key(app_id, mode, scopes, name, expires_in_days, as_json, init):
     """Create an API key; prints it once."""
-    from portal.api.key import api_key_json
     from portal.domain import DomainError
-    from portal.domain.applications import issue_api_key
+    from portal.domain.applications import api_key_json, issue_api_key
     from portal.domain.events import with_event
     from portal.models import Application
 

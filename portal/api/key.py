@@ -40,33 +40,6 @@ def get_key(call: ApiCall):
     }
 
 
-def api_key_json(key, app_id: str) -> dict:
-    """An API key's metadata, as webhook events carry it (never the key itself)."""
-    return {
-        "object": "api_key",
-        "id": key.masked,
-        "app_id": app_id,
-        "mode": key.mode,
-        "name": key.name,
-        "scopes": key.scope_list,
-        "created_at": isoformat(key.created_at),
-        "expires_at": isoformat(key.expires_at),
-        "revoked_at": isoformat(key.revoked_at),
-        "replaces": key.rolled_from.masked if key.rolled_from_id else None,
-    }
-
-
-def app_secret_json(app_id: str, state) -> dict:
-    """An App Secret's metadata after a change (`state`: domain.applications.SecretState)."""
-    return {
-        "object": "app_secret",
-        "app_id": app_id,
-        "last4": state.current_last4,
-        "previous_last4": state.previous_last4,
-        "previous_valid_until": isoformat(state.previous_expires_at),
-    }
-
-
 EXPOSED_REPORTS_PER_MINUTE = 20  # per address: each report may carry up to 100 keys
 
 RECEIVED = schema_ref("ExposedKeysReceived", {

@@ -23,7 +23,7 @@ from portal.credentials import (
 from portal.db import database, lock_for_update, write_transaction
 from portal.domain import Conflict, Invalid, audit
 from portal.inputs import row_id
-from portal.models import MODES, ApiKey, Application, AppSecret, utcnow
+from portal.models import MODES, ApiKey, Application, AppSecret, isoformat, utcnow
 from portal.scopes import normalise_scopes
 
 NAME_MAX = 80
@@ -272,3 +272,33 @@ def owned_api_key(partner, app: Application, key_id) -> ApiKey | None:
         .where((ApiKey.id == key_id) & (ApiKey.application == app) & (Application.partner == partner))
         .first()
     )
+
+
+# -- what webhook events say of keys and secrets (never a key or a secret itself) ------------
+
+
+def api_key_json(key, app_id: str) -> dict:
+    """An API key's metadata, as webhook events carry it (never the key itself)."""
+    return {
+        "object": "api_key",
+        "id": key.masked,
+        "app_id": app_id,
+        "mode": key.mode,
+        "name": key.name,
+        "scopes": key.scope_list,
+        "created_at": isoformat(key.created_at),
+        "expires_at": isoformat(key.expires_at),
+        "revoked_at": isoformat(key.revoked_at),
+        "replaces": key.rolled_from.masked if key.rolled_from_id else None,
+    }
+
+
+def app_secret_json(app_id: str, state) -> dict:
+    """An App Secret's metadata after a change (`state`: a `SecretState`)."""
+    return {
+        "object": "app_secret",
+        "app_id": app_id,
+        "last4": state.current_last4,
+        "previous_last4": state.previous_last4,
+        "previous_valid_until": isoformat(state.previous_expires_at),
+    }

@@ -24,6 +24,7 @@ from portal.config import current_settings
 from portal.credentials import MalformedApiKey, hash_api_key, parse_api_key
 from portal.db import write_transaction
 from portal.domain import Invalid, audit
+from portal.domain.applications import api_key_json
 from portal.domain.events import emit
 from portal.inputs import whole_number
 from portal.logs import get_logger
@@ -153,15 +154,9 @@ def update_guardrails(key: ApiKey, *, allowed_ips: str, rate_limit: int | None, 
 
 
 def key_metadata(key: ApiKey) -> dict:
-    """The key as webhook events describe it (the shape of portal.api.key.api_key_json,
-    plus where it was found when exposed); never the key itself."""
-    from portal.models import isoformat
-
-    return {"object": "api_key", "id": key.masked, "app_id": key.application.app_id, "mode": key.mode,
-            "name": key.name, "scopes": key.scope_list, "created_at": isoformat(key.created_at),
-            "expires_at": isoformat(key.expires_at), "revoked_at": isoformat(key.revoked_at),
-            "replaces": key.rolled_from.masked if key.rolled_from_id else None,
-            "exposed_source": key.exposed_source}
+    """The key as the guardrails' webhook events describe it: `api_key_json`'s shape plus
+    where it was found when exposed; never the key itself."""
+    return {**api_key_json(key, key.application.app_id), "exposed_source": key.exposed_source}
 
 
 def revoke_exposed(keys: list[str], source: str) -> int:

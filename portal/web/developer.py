@@ -21,7 +21,6 @@ from flask import (
 )
 from flask_login import current_user
 
-from portal.api.key import api_key_json, app_secret_json
 from portal.db import write_transaction
 from portal.domain import Conflict, DomainError, Invalid, request_log, webhooks
 from portal.domain.applications import (
@@ -29,6 +28,8 @@ from portal.domain.applications import (
     GRACE_LABELS,
     KEY_EXPIRY_CHOICES,
     KEY_EXPIRY_LABELS,
+    api_key_json,
+    app_secret_json,
     applications_of,
     create_application,
     issue_api_key,
