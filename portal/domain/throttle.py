@@ -75,18 +75,19 @@ def wait_text(seconds: int) -> str:
     return f"{minutes} minute{'' if minutes == 1 else 's'}"
 
 
-def _window_start(limit: Limit, now):
-    return now - limit.window
+def _recent(limit: Limit, subject: str, now):
+    """The attempts of `subject` under `limit` still inside its window (newest first)."""
+    return (Attempt.select(Attempt.created_at)
+            .where((Attempt.kind == limit.kind) & (Attempt.subject == subject)
+                   & (Attempt.created_at > now - limit.window))
+            .order_by(Attempt.created_at.desc()))
 
 
 def retry_after(limit: Limit, value: str) -> int | None:
     """Seconds until `value` may try again under `limit`, or None when it may now."""
     now = utcnow()
     subject = subject_of(value)
-    times = list(Attempt.select(Attempt.created_at)
-                 .where((Attempt.kind == limit.kind) & (Attempt.subject == subject)
-                        & (Attempt.created_at > _window_start(limit, now)))
-                 .order_by(Attempt.created_at.desc()).limit(limit.count).tuples())
+    times = list(_recent(limit, subject, now).limit(limit.count).tuples())
     if len(times) < limit.count:
         return None
     # The limit-th newest attempt has to leave the window before another is allowed.
@@ -114,11 +115,7 @@ def reserve(*pairs: tuple[Limit, str]) -> list[int]:
         for limit, value in pairs:
             subject = subject_of(value)
             _lock(limit.kind, subject)
-            counted = (Attempt.select()
-                       .where((Attempt.kind == limit.kind) & (Attempt.subject == subject)
-                              & (Attempt.created_at > _window_start(limit, now)))
-                       .count())
-            if counted >= limit.count:
+            if _recent(limit, subject, now).count() >= limit.count:
                 wait = retry_after(limit, value) or 1
                 # Raising rolls back the attempts this call already inserted for other limits.
                 raise RateLimited(limit.message.format(wait=wait_text(wait)), code="too_many_attempts",
