@@ -25,7 +25,7 @@ than the ratios printed here.
     apt-get install valgrind
     python3 bench/instructions.py [--requests 300]
 
-Under valgrind the servers run some 50 times slower: a run takes about two minutes.
+Under valgrind the servers run some 50 times slower: a run takes about three minutes.
 """
 
 from __future__ import annotations
