@@ -439,6 +439,43 @@ def create_operator_command(email, password_stdin, init):
     click.echo(f"Created operator {user.email}: log in at /login and open Operator.")
 
 
+@main.command("list-operators")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def list_operators_command(as_json):
+    """List the operators: email, when created, last log-in, two-factor on or off."""
+    from portal.domain.operators import operators
+    from portal.models import isoformat
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        found = operators()
+    rows = [{"email": user.email, "created_at": isoformat(user.created_at),
+             "last_login_at": isoformat(user.last_login_at), "two_factor": user.has_two_factor} for user in found]
+    lines = [f"{row['email']}  created {row['created_at'][:10]}  last log-in "
+             f"{(row['last_login_at'] or 'never')[:10]}  two-factor {'on' if row['two_factor'] else 'off'}"
+             for row in rows] or ["No operators yet: loyalty-portal create-operator --email E --password-stdin"]
+    _emit({"operators": rows}, as_json, lines)
+
+
+@main.command("remove-operator")
+@click.option("--email", required=True, help="Log-in email of the operator.")
+def remove_operator_command(email):
+    """Remove an operator: they can no longer log in, and a browser signed in as them is
+    signed out on its next request. Partners' users are removed from their Team page."""
+    from portal.domain import DomainError
+    from portal.domain.operators import remove_operator
+
+    app = _app()
+    _run_migrations(app)
+    with app.app_context():
+        try:
+            user = remove_operator(email)
+        except DomainError as exc:
+            _fail(exc.message)
+    click.echo(f"Removed operator {user.email}: their sessions have ended.")
+
+
 @main.command()
 @click.argument("email")
 @_init_option

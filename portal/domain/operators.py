@@ -58,6 +58,28 @@ def create_operator(email: str, password: str) -> User:
     return user
 
 
+def operators() -> list[User]:
+    """Every operator, oldest first."""
+    return list(User.select().where((User.role == OPERATOR) & User.partner.is_null()).order_by(User.id))
+
+
+def remove_operator(email: str) -> User:
+    """Take an operator's access away (someone left the team): the user goes, and with it
+    their sessions (a signed-in browser is signed out on its next request), recovery codes
+    and reset links; the removal is audited. NotFound when no operator has this email: a
+    partner's user is never removed here (their team removes them)."""
+    from portal.domain.accounts import normalise_email
+
+    email = normalise_email(email)
+    with write_transaction():
+        user = User.get_or_none((User.email == email) & (User.role == OPERATOR) & User.partner.is_null())
+        if user is None:
+            raise NotFound(f"No operator has the email {email}.", code="no_such_operator")
+        audit.record("operator.removed", actor="cli", target=email)
+        User.delete().where(User.id == user.id).execute()
+    return user
+
+
 # -- what operators see ------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from portal_helpers import PASSWORD, PortalClient, make_org
 
 from portal import create_app, db
 from portal.cli import main
+from portal.domain.accounts import WRONG_LOGIN
 from portal.domain.operators import change_partner_status, create_operator
 from portal.models import AuditEvent, Partner, User
 from tests.api.helpers import Credentials, SignedClient, error_of
@@ -66,6 +67,54 @@ def test_create_operator_command_makes_an_operator_who_lands_on_the_console(tmp_
     page = portal.get("/admin/").get_data(as_text=True)
     assert "Partners" in page and ">Operator<" in page and ">Developer<" not in page
     db.close_all()
+
+
+def test_operators_are_listed_and_a_removed_one_is_signed_out_and_cannot_log_in_again(app, operator, tmp_path,
+                                                                                      database_url):
+    """`list-operators` and `remove-operator`: someone who left the team loses the console
+    at once (their open session too); a partner's user is not an operator to remove."""
+    import json
+
+    org = make_org(app, "owner@bakery.example")
+    with app.app_context():
+        create_operator("second@platform.example", PASSWORD)
+    assert operator.get("/admin/").status_code == 200
+    env = {"LOYALTY_DATA_DIR": str(tmp_path), "LOYALTY_DATABASE_URL": database_url or "",
+           "LOYALTY_PASSWORD_HASHING": "fast"}
+    runner = CliRunner()
+
+    listed = runner.invoke(main, ["list-operators"], env=env, catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    assert OPERATOR_EMAIL in listed.output and "second@platform.example" in listed.output
+    assert "owner@bakery.example" not in listed.output and "two-factor off" in listed.output
+    as_json = json.loads(runner.invoke(main, ["list-operators", "--json"], env=env, catch_exceptions=False).stdout)
+    assert [row["email"] for row in as_json["operators"]] == [OPERATOR_EMAIL, "second@platform.example"]
+    assert as_json["operators"][0]["last_login_at"] is not None  # the fixture signed in
+    assert as_json["operators"][1] == {**as_json["operators"][1], "last_login_at": None, "two_factor": False}
+
+    removed = runner.invoke(main, ["remove-operator", "--email", OPERATOR_EMAIL.upper()], env=env,
+                            catch_exceptions=False)
+    assert removed.exit_code == 0 and f"Removed operator {OPERATOR_EMAIL}" in removed.output
+    signed_out = operator.client.get("/admin/")
+    assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+    again = PortalClient(app.test_client())
+    again.get("/login")
+    refused = again.post("/login", {"email": OPERATOR_EMAIL, "password": PASSWORD})
+    assert refused.status_code == 401 and WRONG_LOGIN in refused.get_data(as_text=True)
+
+    twice = runner.invoke(main, ["remove-operator", "--email", OPERATOR_EMAIL], env=env, catch_exceptions=False)
+    assert twice.exit_code == 1 and f"No operator has the email {OPERATOR_EMAIL}" in twice.output
+    partner_user = runner.invoke(main, ["remove-operator", "--email", org.email], env=env, catch_exceptions=False)
+    assert partner_user.exit_code == 1 and "No operator has the email" in partner_user.output
+    malformed = runner.invoke(main, ["remove-operator", "--email", "not an email"], env=env, catch_exceptions=False)
+    assert malformed.exit_code == 1 and "valid email" in malformed.output
+    with app.app_context():
+        assert User.get_or_none(User.email == org.email) is not None
+        assert [u.email for u in User.select().where(User.role == "operator")] == ["second@platform.example"]
+        assert AuditEvent.select().where((AuditEvent.action == "operator.removed")
+                                         & (AuditEvent.target == OPERATOR_EMAIL)).count() == 1
+    listed = runner.invoke(main, ["list-operators"], env=env, catch_exceptions=False)
+    assert OPERATOR_EMAIL not in listed.output and "second@platform.example" in listed.output
 
 
 def test_the_partners_table_shows_the_columns_and_searches(app, operator):
