@@ -346,6 +346,21 @@ def _run_migrations(app) -> list[str]:
         _fail(f"cannot migrate the database: {_one_line(exc)}")
 
 
+def _domain_command(action, *, init: bool = False):
+    """What a command that is one domain call does around it: the app (migrated), then
+    `action()` in its context; a DomainError (bad input, a conflict) is the command's
+    one-line failure. Returns what `action` returned."""
+    from portal.domain import DomainError
+
+    app = _app(init=init)
+    _run_migrations(app)
+    with app.app_context():
+        try:
+            return action()
+        except DomainError as exc:
+            _fail(exc.message)
+
+
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
@@ -399,19 +414,16 @@ def migrate(init):
 @_init_option
 def create_user(email, business, password_stdin, as_json, init):
     """Create a partner account (organisation and owner user)."""
-    from portal.domain import DomainError
     from portal.domain.accounts import create_partner_account
 
     password = sys.stdin.readline().rstrip("\r\n")
-    app = _app(init=init)
-    _run_migrations(app)
-    with app.app_context():
-        try:
-            user = create_partner_account(business, email, password, via="cli")
-        except DomainError as exc:
-            _fail(exc.message)
-        _emit({"email": user.email, "business": user.partner.name}, as_json,
-              [f"Created {user.email} for {user.partner.name}."])
+
+    def create():
+        user = create_partner_account(business, email, password, via="cli")
+        return user.email, user.partner.name
+
+    created, partner = _domain_command(create, init=init)
+    _emit({"email": created, "business": partner}, as_json, [f"Created {created} for {partner}."])
 
 
 @main.command("create-operator")
@@ -425,17 +437,10 @@ def create_operator_command(email, password_stdin, init):
     sign-ups (LOYALTY_SIGNUP=approval), suspending and reactivating partners, each
     partner's audit log. They never see App Secrets or keys.
     """
-    from portal.domain import DomainError
     from portal.domain.operators import create_operator
 
     password = sys.stdin.readline().rstrip("\r\n")
-    app = _app(init=init)
-    _run_migrations(app)
-    with app.app_context():
-        try:
-            user = create_operator(email, password)
-        except DomainError as exc:
-            _fail(exc.message)
+    user = _domain_command(lambda: create_operator(email, password), init=init)
     click.echo(f"Created operator {user.email}: log in at /login and open Operator.")
 
 
@@ -446,10 +451,7 @@ def list_operators_command(as_json):
     from portal.domain.operators import operators
     from portal.models import isoformat
 
-    app = _app()
-    _run_migrations(app)
-    with app.app_context():
-        found = operators()
+    found = _domain_command(operators)
     rows = [{"email": user.email, "created_at": isoformat(user.created_at),
              "last_login_at": isoformat(user.last_login_at), "two_factor": user.has_two_factor} for user in found]
     lines = [f"{row['email']}  created {row['created_at'][:10]}  last log-in "
@@ -463,16 +465,9 @@ def list_operators_command(as_json):
 def remove_operator_command(email):
     """Remove an operator: they can no longer log in, and a browser signed in as them is
     signed out on its next request. Partners' users are removed from their Team page."""
-    from portal.domain import DomainError
     from portal.domain.operators import remove_operator
 
-    app = _app()
-    _run_migrations(app)
-    with app.app_context():
-        try:
-            user = remove_operator(email)
-        except DomainError as exc:
-            _fail(exc.message)
+    user = _domain_command(lambda: remove_operator(email))
     click.echo(f"Removed operator {user.email}: their sessions have ended.")
 
 
@@ -484,16 +479,9 @@ def invite(email, init):
 
     Teammates of an existing partner are invited from the portal's Team page instead.
     """
-    from portal.domain import DomainError
     from portal.domain.accounts import invite_email
 
-    app = _app(init=init)
-    _run_migrations(app)
-    with app.app_context():
-        try:
-            created = invite_email(email)
-        except DomainError as exc:
-            _fail(exc.message)
+    created = _domain_command(lambda: invite_email(email), init=init)
     click.echo(f"Invited {created.email}: they can sign up at /signup.")
 
 
