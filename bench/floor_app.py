@@ -1,17 +1,22 @@
-"""The floor under bench/wrk_gate.py's signed read: the same statements, hashes and JSON
-as `GET /v1/members/{id}/stamps`, in a bare WSGI app.
+"""The floor under bench/wrk_gate.py's signed read: the work of
+`GET /v1/members/{id}/stamps` itself (its statements, hashes and JSON) with nothing around
+it, in a bare WSGI app.
 
-What it keeps of a signed read: the key's keyed hash, the gate's statement that finds the
-key with its application and valid App Secrets, the HMAC-SHA256 of the canonical string
-checked against the secrets, the nonce and the key's rate count written in one
-`BEGIN IMMEDIATE` transaction under the portal's writer lock (at synchronous=NORMAL, as the
-gate writes them), the domain's statements for the member and the card balances, the
-answer as JSON. Each thread has its own sqlite3 connection; rows stay tuples. What it
+What it keeps: the key's keyed hash, the gate's statement that finds the key with its
+application and valid App Secrets, the HMAC-SHA256 of the canonical string checked against
+the secrets, the nonce and the key's rate count written in one `BEGIN IMMEDIATE`
+transaction under the portal's writer lock (at synchronous=NORMAL, as the gate writes
+them), the domain's statements for the member and the card balances, the answer's JSON.
+Each thread has its own sqlite3 connection, kept at NORMAL; rows stay tuples. What it
 leaves out: Flask, peewee's connection handling and model objects, the log line, the
-request-log row, the metrics, the RateLimit-* and security headers, error shapes, every
-refusal but a bad signature or a replay. No implementation of the documented read on this
-stack (Python, SQLite, gunicorn) costs less, so its share of bare Flask bounds what a signed
-read can reach.
+request-log row, the metrics, the RateLimit-* and security headers, the error shapes, and
+the checks that cost microseconds (timestamp window, revoked or expired key, account
+status, allowed IPs, scope, the count against the limit). It answers 401 for an unknown
+key, a bad signature or a replay and 404 for an unknown member, nothing else.
+
+So its share of bare Flask is a lower bound for the documented read as this platform
+stores it (a nonce and a rate count written to the shared database on every call) on this
+stack (Python, SQLite, gunicorn): an implementation of it pays at least this much.
 
 Served by wrk_gate.py's bare server (`server.py BIND WORKERS floor_app`) with the SQLite
 portal's environment (LOYALTY_DATA_DIR); answers GET /healthz too, for the readiness wait.
@@ -100,4 +105,4 @@ def _read(environ, conn: sqlite3.Connection) -> tuple[str, bytes]:
         return "404 NOT FOUND", b'{"error":"not_found"}'
     cards = conn.execute(_BALANCES, (0, member[0], partner_id)).fetchall()
     data = [{"card_id": card_id, "card_name": name, "balance": balance} for card_id, name, balance in cards]
-    return "200 OK", json.dumps({"member_id": member_id, "data": data}).encode()
+    return "200 OK", json.dumps({"object": "stamp_balances", "member_id": member_id, "data": data}).encode()

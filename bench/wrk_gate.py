@@ -14,9 +14,9 @@ but none refused (the guardrails and the request log are on, as in production), 
 (bare Flask first in every engine's turn, so drift in the machine's load hits all alike):
 bare Flask /healthz, portal /healthz, a signed read (GET /v1/members/{id}/stamps) and a
 signed write (POST /v1/members/{id}/stamps, 1 stamp on the demo's coffee card). On SQLite
-also the floor under the signed read (bench/floor_app.py: the same statements, hashes and
+also the floor under the signed read (bench/floor_app.py: that read's statements, hashes and
 JSON in a bare WSGI app, under the bare app's settings, without Flask, the log line, the
-request log or the metrics): no implementation of that read on this stack costs less.
+request log or the metrics): a lower bound for that read on this stack.
 
 wrk (`apt-get install wrk`) replays a file of requests signed just before each round, each
 request once (bench/wrk_gate.lua splits the file between wrk's threads, so no nonce is sent

@@ -346,14 +346,15 @@ def _run_migrations(app) -> list[str]:
         _fail(f"cannot migrate the database: {_one_line(exc)}")
 
 
-def _domain_command(action, *, init: bool = False):
-    """What a command that is one domain call does around it: the app (migrated), then
-    `action()` in its context; a DomainError (bad input, a conflict) is the command's
-    one-line failure. Returns what `action` returned."""
+def _domain_command(action, *, init: bool = False, migrate: bool = True):
+    """What a command that is one domain call does around it: the app (migrated first,
+    unless the command only reads), then `action()` in its context; a DomainError (bad
+    input, a conflict) is the command's one-line failure. Returns what `action` returned."""
     from portal.domain import DomainError
 
     app = _app(init=init)
-    _run_migrations(app)
+    if migrate:
+        _run_migrations(app)
     with app.app_context():
         try:
             return action()
@@ -448,10 +449,10 @@ def create_operator_command(email, password_stdin, init):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 def list_operators_command(as_json):
     """List the operators: email, when created, last log-in, two-factor on or off."""
-    from portal.domain.operators import operators
+    from portal.domain.operators import all_operators
     from portal.models import isoformat
 
-    found = _domain_command(operators)
+    found = _domain_command(all_operators, migrate=False)
     rows = [{"email": user.email, "created_at": isoformat(user.created_at),
              "last_login_at": isoformat(user.last_login_at), "two_factor": user.has_two_factor} for user in found]
     lines = [f"{row['email']}  created {row['created_at'][:10]}  last log-in "

@@ -58,9 +58,14 @@ def create_operator(email: str, password: str) -> User:
     return user
 
 
-def operators() -> list[User]:
+def _operator_users():
+    """Users who are operators (`User.is_operator`, as a query)."""
+    return User.select().where((User.role == OPERATOR) & User.partner.is_null())
+
+
+def all_operators() -> list[User]:
     """Every operator, oldest first."""
-    return list(User.select().where((User.role == OPERATOR) & User.partner.is_null()).order_by(User.id))
+    return list(_operator_users().order_by(User.id))
 
 
 def remove_operator(email: str) -> User:
@@ -72,7 +77,7 @@ def remove_operator(email: str) -> User:
 
     email = normalise_email(email)
     with write_transaction():
-        user = User.get_or_none((User.email == email) & (User.role == OPERATOR) & User.partner.is_null())
+        user = _operator_users().where(User.email == email).first()
         if user is None:
             raise NotFound(f"No operator has the email {email}.", code="no_such_operator")
         audit.record("operator.removed", actor="cli", target=email)
