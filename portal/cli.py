@@ -250,24 +250,15 @@ def serve(host, port, workers, threads, no_worker, init):
     worker runs beside it as a child process, unless --no-worker. The workers' counts for
     GET /metrics live in <data dir>/metrics, emptied at start.
     """
-    global _server_log
     from gunicorn.app.base import BaseApplication
     from gunicorn.glogging import Logger
 
-    from portal import db, logs, metrics
+    from portal import db, metrics
     from portal.config import current_settings
 
     # Before anything logs: every line of the server's output, gunicorn's too, in one format.
-    try:
-        log_config = logs.logging_config()
-    except ConfigError as exc:
-        _fail(str(exc))
-    logs.configure()
-    _server_log = logs.get_logger("portal.cli")
-    app = _app(init=init, first_run=True)
-    applied = _run_migrations(app)
-    if applied:
-        _say(f"Database migrated: {', '.join(applied)}")
+    log_config = _log_like_a_server()
+    app = _migrated_server_app(init=init, first_run=True)
     db.database.close()  # each worker opens its own connections after the fork
     _check_port_free(host, port)
     _undo.done()  # from here on the server runs: what it set up stays
@@ -346,6 +337,31 @@ def _run_migrations(app) -> list[str]:
         _fail(f"cannot migrate the database: {_one_line(exc)}")
 
 
+def _log_like_a_server() -> dict:
+    """`serve` and `worker`: their lines (and gunicorn's) in LOYALTY_LOG_FORMAT, the CLI's
+    own among them; returns the logging config for gunicorn. A bad format is a one-line
+    failure before anything logs."""
+    global _server_log
+    from portal import logs
+
+    try:
+        config = logs.logging_config()
+    except ConfigError as exc:
+        _fail(str(exc))
+    logs.configure()
+    _server_log = logs.get_logger("portal.cli")
+    return config
+
+
+def _migrated_server_app(*, init: bool = False, first_run: bool = False):
+    """The app of `serve` or `worker`, its schema upgraded first (said when it was)."""
+    app = _app(init=init, first_run=first_run)
+    applied = _run_migrations(app)
+    if applied:
+        _say(f"Database migrated: {', '.join(applied)}")
+    return app
+
+
 def _domain_command(action, *, init: bool = False, migrate: bool = True):
     """What a command that is one domain call does around it: the app (migrated first,
     unless the command only reads), then `action()` in its context; a DomainError (bad
@@ -375,20 +391,10 @@ def worker(parent):
     Run several, on one machine or many: each attempt is made by exactly one of them. The
     database must exist and be migrated (by `serve` or `migrate`).
     """
-    global _server_log
-    from portal import logs
     from portal.webhooks_worker import run_forever
 
-    try:
-        logs.logging_config()
-    except ConfigError as exc:
-        _fail(str(exc))
-    logs.configure()  # the server's log format (LOYALTY_LOG_FORMAT) for the worker's lines too
-    _server_log = logs.get_logger("portal.cli")
-    app = _app()
-    applied = _run_migrations(app)
-    if applied:
-        _say(f"Database migrated: {', '.join(applied)}")
+    _log_like_a_server()  # the server's log format (LOYALTY_LOG_FORMAT) for the worker's lines too
+    app = _migrated_server_app()
     if not parent:
         _say("Webhook worker running (Ctrl+C stops)")
     with app.app_context():
