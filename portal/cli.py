@@ -505,15 +505,15 @@ def turn_off_two_factor(email, init):
     from portal.domain.two_factor import reset_two_factor
     from portal.models import User
 
-    app = _app(init=init)
-    _run_migrations(app)
-    with app.app_context():
+    def turn_off():
         user = User.get_or_none(User.email == email.strip().lower())
         if user is None:
             _fail(f"no user with email {email}")
-        changed = reset_two_factor(user)
-    click.echo(f"Two-factor authentication turned off for {user.email}." if changed
-               else f"Two-factor authentication was already off for {user.email}.")
+        return user.email, reset_two_factor(user)
+
+    address, changed = _domain_command(turn_off, init=init)
+    click.echo(f"Two-factor authentication turned off for {address}." if changed
+               else f"Two-factor authentication was already off for {address}.")
 
 
 @main.command("create-app")
@@ -523,25 +523,21 @@ def turn_off_two_factor(email, init):
 @_init_option
 def create_app_command(owner, name, as_json, init):
     """Create an application; prints its App ID and App Secret (shown once)."""
-    from portal.domain import DomainError
     from portal.domain.applications import create_application
     from portal.models import User
 
-    app = _app(init=init)
-    _run_migrations(app)
-    with app.app_context():
+    def create():
         user = User.get_or_none(User.email == owner.strip().lower())
         if user is None:
             _fail(f"no user with email {owner}")
         if user.is_operator:
             _fail(f"{user.email} is an operator, not a partner's user")
-        try:
-            application, secret = create_application(user.partner, name, by=user)
-        except DomainError as exc:
-            _fail(exc.message)
-        _emit({"app_id": application.app_id, "app_secret": secret}, as_json,
-              [f"App ID:     {application.app_id}", f"App Secret: {secret}",
-               "The App Secret is shown once; store it now."])
+        application, secret = create_application(user.partner, name, by=user)
+        return application.app_id, secret
+
+    created, secret = _domain_command(create, init=init)
+    _emit({"app_id": created, "app_secret": secret}, as_json,
+          [f"App ID:     {created}", f"App Secret: {secret}", "The App Secret is shown once; store it now."])
 
 
 @main.command("create-key")
@@ -554,28 +550,25 @@ def create_app_command(owner, name, as_json, init):
 @_init_option
 def create_key(app_id, mode, scopes, name, expires_in_days, as_json, init):
     """Create an API key; prints it once."""
-    from portal.domain import DomainError
     from portal.domain.applications import api_key_json, issue_api_key
     from portal.domain.events import with_event
     from portal.models import Application
 
-    app = _app(init=init)
-    _run_migrations(app)
-    with app.app_context():
+    def create():
         application = Application.get_or_none(Application.app_id == app_id)
         if application is None:
             _fail(f"no application with App ID {app_id}")
         expires = timedelta(days=expires_in_days) if expires_in_days else None
-        try:
-            (key, plaintext), _ = with_event(
-                application, mode, "api_key.created",
-                lambda: issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires),
-                lambda issued: api_key_json(issued[0], application.app_id))
-        except DomainError as exc:
-            _fail(exc.message)
-        _emit({"api_key": plaintext, "mode": key.mode, "scopes": key.scope_list}, as_json,
-              [f"API key: {plaintext}", f"Mode:    {key.mode}", f"Scopes:  {' '.join(key.scope_list)}",
-               "The key is shown once; store it now."])
+        (key, plaintext), _ = with_event(
+            application, mode, "api_key.created",
+            lambda: issue_api_key(application, name=name, mode=mode, scopes=scopes, expires_in=expires),
+            lambda issued: api_key_json(issued[0], application.app_id))
+        return key, plaintext
+
+    key, plaintext = _domain_command(create, init=init)
+    _emit({"api_key": plaintext, "mode": key.mode, "scopes": key.scope_list}, as_json,
+          [f"API key: {plaintext}", f"Mode:    {key.mode}", f"Scopes:  {' '.join(key.scope_list)}",
+           "The key is shown once; store it now."])
 
 
 @main.command("rotate-encryption-key")
