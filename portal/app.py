@@ -97,8 +97,7 @@ def create_app(config: dict | None = None, *, create: bool = True) -> Flask:
 
     web.init_app(app)
     metrics.init_app(app)
-    # Last, on top of whatever request class the extensions installed (htmx-flask has its own).
-    app.request_class = type("BoundedRequest", (BoundedBody, app.request_class), {})
+    _bound_bodies(app)  # last, on top of whatever request class the extensions installed
 
     @app.get("/static/htmx/<path:filename>")
     def htmx_static(filename):
@@ -146,8 +145,14 @@ def create_api_app(settings) -> Flask:
     app.session_interface = NoSessions()
     db.init_app(app)
     api.init_app(app)
-    app.request_class = type("BoundedRequest", (BoundedBody, app.request_class), {})
+    _bound_bodies(app)
     return app
+
+
+def _bound_bodies(app: Flask) -> None:
+    """The app's requests enforce MAX_CONTENT_LENGTH however a body is framed (BoundedBody),
+    on top of the request class it has (htmx-flask installs its own on the portal)."""
+    app.request_class = type("BoundedRequest", (BoundedBody, app.request_class), {})
 
 
 class NoSessions(SessionInterface):
